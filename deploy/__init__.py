@@ -1,0 +1,1 @@
+"""Where a network *runs*: run configurations, quantisation, Loihi 2 resource report, deployment bundles."""

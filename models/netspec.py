@@ -1,0 +1,378 @@
+"""NetSpec: the framework-neutral description of a trained spiking network.
+
+Every trainer emits one; the exporter, quantiser, resource report and reference simulator read only this.
+A NetSpec is an input, named neuron populations (in update order), weighted connections that carry their delay,
+and a linear readout on the λ-weighted average rate of one population.
+
+Time semantics (the contract every simulator of a NetSpec honours, per sample of ``time_steps`` steps t = 1..T):
+
+    I_p[t] = bias_p + Σ_{c: input→p} W_c · x[t] + Σ_{c: q→p} W_c · s_q[t − delay_c]      (s_q[t ≤ 0] = 0)
+
+Input connections have delay 0 (the input current reaches the first layer in the same step, as in every trainer);
+connections between populations have delay ≥ 1 (Lava's Dense sends the previous step's activation). States start at
+zero for every sample. The readout sees rate_q = Σ_t λ^{T−t} s_q[t] / Σ_k λ^k and computes W·rate + b.
+
+Weights are (n_out, n_in) as in ``torch.nn.Linear`` and Lava's Dense; conv kernels (C_out, C_in, kH, kW) as in torch.
+Populations hold flat vectors; ``shape`` records (C, H, W) where a conv reads or writes them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import ClassVar, Union
+
+import numpy as np
+
+from lavaflow.models.atomic import atomic_write_bytes
+from lavaflow.models.errors import NetSpecError
+
+FORMAT_VERSION = 1
+INPUT = "input"  # the reserved name of the input node in connections
+
+
+def _array(name: str, value: object, ndim: int) -> np.ndarray:
+    """Validate without casting: a float ndarray of the given rank with finite values."""
+    if not isinstance(value, np.ndarray):
+        raise NetSpecError(f"{name}: expected a numpy array, got {type(value).__name__}")
+    if value.ndim != ndim:
+        raise NetSpecError(f"{name}: expected {ndim} dimensions, got shape {value.shape}")
+    if value.dtype.kind != "f":
+        raise NetSpecError(f"{name}: expected a floating-point array, got dtype {value.dtype}")
+    if not np.all(np.isfinite(value)):
+        bad = int(np.size(value) - np.isfinite(value).sum())
+        raise NetSpecError(f"{name}: {bad} non-finite value(s) (NaN or inf); the training run diverged")
+    return value
+
+
+def _finite(name: str, value: float, low: float = -math.inf, high: float = math.inf) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+        raise NetSpecError(f"{name}: expected a finite number in [{low}, {high}], got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------------- nodes
+@dataclass(frozen=True, eq=False)
+class Input:
+    """The network input: one time step of one sample has ``shape``; ``encoding`` says how data becomes input."""
+
+    shape: tuple[int, ...]
+    encoding: str  # "current" (constant intensities), "rate" (Bernoulli spikes) or "events" (event frames)
+
+    ENCODINGS: ClassVar[tuple[str, ...]] = ("current", "rate", "events")
+
+    def __post_init__(self) -> None:
+        if self.encoding not in self.ENCODINGS:
+            raise NetSpecError(f"input encoding {self.encoding!r} is not one of {self.ENCODINGS}")
+        if not self.shape or any(int(d) <= 0 for d in self.shape):
+            raise NetSpecError(f"input shape must be positive, got {self.shape}")
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass(frozen=True, eq=False)
+class SoftResetNeurons:
+    """IF/LIF with reset by subtraction: v ← λv + I; s = [v ≥ θ]; v −= s·(θ − u_rest)  (see models.neurons)."""
+
+    bias: np.ndarray  # (n,), added to the input current every step
+    threshold: float
+    reset_potential: float = 0.0
+    voltage_decay: float = 0.0
+    shape: tuple[int, ...] = ()  # (C, H, W) for conv layers; () means (n,)
+
+    def __post_init__(self) -> None:
+        _array("SoftResetNeurons.bias", self.bias, 1)
+        _finite("threshold", self.threshold, 0.0)
+        _finite("reset_potential", self.reset_potential, high=self.threshold)
+        _finite("voltage_decay", self.voltage_decay, 0.0, 1.0)
+        if self.threshold - self.reset_potential <= 0:
+            raise NetSpecError("threshold − reset_potential must be positive (a spike must remove charge)")
+        _check_shape(self)
+
+    @property
+    def size(self) -> int:
+        return int(self.bias.shape[0])
+
+    @property
+    def leak(self) -> float:
+        return 1.0 - self.voltage_decay
+
+
+@dataclass(frozen=True, eq=False)
+class CubaNeurons:
+    """Lava's LIF / lava-dl CUBA: u ← (1−du)u + I; v ← (1−dv)v + u + bias; s = [v > θ]; v ← 0 on a spike."""
+
+    bias: np.ndarray  # (n,)
+    threshold: float
+    current_decay: float = 1.0
+    voltage_decay: float = 0.0
+    shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _array("CubaNeurons.bias", self.bias, 1)
+        _finite("threshold", self.threshold, 0.0)
+        _finite("current_decay", self.current_decay, 0.0, 1.0)
+        _finite("voltage_decay", self.voltage_decay, 0.0, 1.0)
+        _check_shape(self)
+
+    @property
+    def size(self) -> int:
+        return int(self.bias.shape[0])
+
+    @property
+    def leak(self) -> float:
+        return 1.0 - self.voltage_decay
+
+
+Neurons = Union[SoftResetNeurons, CubaNeurons]
+
+
+def _check_shape(neurons: Neurons) -> None:
+    if neurons.shape and int(np.prod(neurons.shape)) != neurons.bias.shape[0]:
+        raise NetSpecError(f"population shape {neurons.shape} does not hold {neurons.bias.shape[0]} neurons")
+
+
+# ---------------------------------------------------------------------------------------------------- synapses
+@dataclass(frozen=True, eq=False)
+class Dense:
+    """y = weight @ x; weight is (n_out, n_in), as in torch.nn.Linear and Lava's Dense."""
+
+    weight: np.ndarray
+
+    def __post_init__(self) -> None:
+        _array("Dense.weight", self.weight, 2)
+
+    @property
+    def in_size(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_size(self) -> int:
+        return int(self.weight.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Conv:
+    """2-D convolution (cross-correlation, as torch.nn.functional.conv2d) from (C_in, H, W) to (C_out, H', W')."""
+
+    weight: np.ndarray  # (C_out, C_in, kH, kW)
+    input_shape: tuple[int, int, int]  # (C_in, H, W)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        _array("Conv.weight", self.weight, 4)
+        if len(self.input_shape) != 3 or self.input_shape[0] != self.weight.shape[1]:
+            raise NetSpecError(
+                f"Conv input shape {self.input_shape} does not match kernel in-channels {self.weight.shape[1]}"
+            )
+        if min(self.output_shape) <= 0:
+            raise NetSpecError(f"Conv with kernel {self.weight.shape} gives an empty output on {self.input_shape}")
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        _, height, width = self.input_shape
+        k_h, k_w = self.weight.shape[2:]
+        out_h = (height + 2 * self.padding[0] - k_h) // self.stride[0] + 1
+        out_w = (width + 2 * self.padding[1] - k_w) // self.stride[1] + 1
+        return (int(self.weight.shape[0]), int(out_h), int(out_w))
+
+    @property
+    def in_size(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def out_size(self) -> int:
+        return int(np.prod(self.output_shape))
+
+
+Synapse = Union[Dense, Conv]
+
+
+@dataclass(frozen=True, eq=False)
+class Connection:
+    """A weighted edge. ``delay_steps``: 0 for input connections, ≥ 1 between populations (Lava's Dense adds 1)."""
+
+    source: str
+    target: str
+    synapse: Synapse
+    delay_steps: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Readout:
+    """logits = weight @ rate(source) + bias; rate is the λ-weighted average (plain mean when rate_decay = 0)."""
+
+    source: str
+    weight: np.ndarray  # (n_classes, n_source); the identity matrix reads spike counts directly
+    bias: np.ndarray  # (n_classes,)
+    rate_decay: float = 0.0  # 1 − λ used to weight the spikes in the rate (IDE LIF); 0 gives the plain mean
+
+    def __post_init__(self) -> None:
+        _array("Readout.weight", self.weight, 2)
+        _array("Readout.bias", self.bias, 1)
+        _finite("rate_decay", self.rate_decay, 0.0, 1.0)
+        if self.bias.shape[0] != self.weight.shape[0]:
+            raise NetSpecError(f"Readout bias {self.bias.shape} does not match weight {self.weight.shape}")
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.weight.shape[0])
+
+
+# ---------------------------------------------------------------------------------------------------- network
+@dataclass(frozen=True, eq=False)
+class NetSpec:
+    """A spiking network: input, populations (update order), connections, readout; validated when built."""
+
+    input: Input
+    populations: dict[str, Neurons]
+    connections: tuple[Connection, ...]
+    readout: Readout
+    time_steps: int
+    metadata: dict[str, str] = field(default_factory=dict)  # method, data set, ... (strings only)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.time_steps, int) or self.time_steps < 1:
+            raise NetSpecError(f"time_steps must be a positive integer, got {self.time_steps!r}")
+        if INPUT in self.populations:
+            raise NetSpecError(f"{INPUT!r} is reserved for the input node; rename that population")
+        for index, connection in enumerate(self.connections):
+            self._check_connection(index, connection)
+        if self.readout.source not in self.populations:
+            raise NetSpecError(f"readout reads unknown population {self.readout.source!r}")
+        n_source = self.populations[self.readout.source].size
+        if self.readout.weight.shape[1] != n_source:
+            raise NetSpecError(
+                f"readout weight {self.readout.weight.shape} does not match population "
+                f"{self.readout.source!r} of {n_source} neurons"
+            )
+
+    def _check_connection(self, index: int, connection: Connection) -> None:
+        name = f"connection {index} ({connection.source} → {connection.target})"
+        if connection.target not in self.populations:
+            raise NetSpecError(f"{name}: unknown target population {connection.target!r}")
+        if connection.source == INPUT:
+            if connection.delay_steps != 0:
+                raise NetSpecError(f"{name}: input connections have delay 0, got {connection.delay_steps}")
+            n_in = self.input.size
+        elif connection.source in self.populations:
+            if connection.delay_steps < 1:
+                raise NetSpecError(f"{name}: connections between populations need delay ≥ 1 (Lava's Dense adds one)")
+            n_in = self.populations[connection.source].size
+        else:
+            raise NetSpecError(f"{name}: unknown source {connection.source!r}")
+        synapse = connection.synapse
+        n_out = self.populations[connection.target].size
+        if synapse.in_size != n_in or synapse.out_size != n_out:
+            raise NetSpecError(
+                f"{name}: synapse maps {synapse.in_size} → {synapse.out_size} neurons but the source has {n_in} "
+                f"and the target {n_out}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return self.readout.num_classes
+
+    def incoming(self, target: str) -> list[Connection]:
+        return [c for c in self.connections if c.target == target]
+
+    @property
+    def num_parameters(self) -> int:
+        total = sum(c.synapse.weight.size for c in self.connections)
+        total += sum(p.bias.size for p in self.populations.values())
+        return int(total + self.readout.weight.size + self.readout.bias.size)
+
+    # ------------------------------------------------------------------------------------------ serialisation
+    def save(self, path: str | os.PathLike) -> None:
+        """Write an .npz (arrays) with a JSON header (structure); atomic: a crash leaves the old file intact."""
+        arrays: dict[str, np.ndarray] = {}
+        header = _to_dict(self, arrays, prefix="")
+        arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        path = Path(path)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> NetSpec:
+        """Read a file written by ``save``; never unpickles (allow_pickle=False)."""
+        try:
+            with np.load(Path(path), allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+            header = json.loads(arrays.pop("__header__").tobytes().decode())
+        except (OSError, ValueError, KeyError) as error:
+            raise NetSpecError(f"{path} is not a readable NetSpec file ({error}); re-export it from the run") from None
+        if header.get("format_version") != FORMAT_VERSION:
+            raise NetSpecError(f"{path}: NetSpec format {header.get('format_version')} is not {FORMAT_VERSION}")
+        spec = _from_dict(header, arrays)
+        if not isinstance(spec, NetSpec):
+            raise NetSpecError(f"{path} does not hold a NetSpec")
+        return spec
+
+
+NODE_TYPES: dict[str, type] = {
+    cls.__name__: cls for cls in (Input, SoftResetNeurons, CubaNeurons, Dense, Conv, Connection, Readout, NetSpec)
+}
+
+
+def _to_dict(obj: object, arrays: dict[str, np.ndarray], prefix: str) -> object:
+    if type(obj).__name__ in NODE_TYPES and isinstance(obj, tuple(NODE_TYPES.values())):
+        out: dict[str, object] = {"__type__": type(obj).__name__}
+        for f in fields(obj):  # type: ignore[arg-type]
+            out[f.name] = _to_dict(getattr(obj, f.name), arrays, f"{prefix}{f.name}.")
+        if isinstance(obj, NetSpec):
+            out["format_version"] = FORMAT_VERSION
+        return out
+    if isinstance(obj, np.ndarray):
+        key = prefix.rstrip(".")
+        arrays[key] = obj
+        return {"__array__": key}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, _to_dict(v, arrays, f"{prefix}{k}.")] for k, v in obj.items()]}
+    if isinstance(obj, (tuple, list)):
+        return {"__tuple__": [_to_dict(v, arrays, f"{prefix}{i}.") for i, v in enumerate(obj)]}
+    if isinstance(obj, (int, float, str)) or obj is None:
+        return obj
+    raise NetSpecError(f"cannot serialise {type(obj).__name__} at {prefix.rstrip('.')}")
+
+
+def _from_dict(data: object, arrays: dict[str, np.ndarray]) -> object:
+    if isinstance(data, dict):
+        if "__array__" in data:
+            return arrays[data["__array__"]]
+        if "__dict__" in data:
+            return {k: _from_dict(v, arrays) for k, v in data["__dict__"]}
+        if "__tuple__" in data:
+            return tuple(_from_dict(v, arrays) for v in data["__tuple__"])
+        kind = data.get("__type__")
+        if kind not in NODE_TYPES:
+            raise NetSpecError(f"unknown NetSpec node type {kind!r}; known: {sorted(NODE_TYPES)}")
+        cls = NODE_TYPES[kind]
+        kwargs = {f.name: _from_dict(data[f.name], arrays) for f in fields(cls) if f.name in data}
+        for key in ("shape", "input_shape", "stride", "padding"):
+            if key in kwargs:
+                kwargs[key] = tuple(int(v) for v in kwargs[key])
+        if kind == "NetSpec":
+            kwargs["connections"] = tuple(kwargs["connections"])
+        return cls(**kwargs)
+    return data
+
+
+def assert_netspec_equal(a: NetSpec, b: NetSpec) -> None:
+    """Raise AssertionError unless two NetSpecs hold the same structure and identical arrays (for tests)."""
+    arrays_a: dict[str, np.ndarray] = {}
+    arrays_b: dict[str, np.ndarray] = {}
+    header_a = _to_dict(a, arrays_a, "")
+    header_b = _to_dict(b, arrays_b, "")
+    if header_a != header_b:
+        raise AssertionError(f"NetSpec structures differ:\n{header_a}\n{header_b}")
+    for key, value in arrays_a.items():
+        np.testing.assert_array_equal(value, arrays_b[key], err_msg=key)
+        if value.dtype != arrays_b[key].dtype:
+            raise AssertionError(f"{key}: dtype {value.dtype} != {arrays_b[key].dtype}")

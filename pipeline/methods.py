@@ -1,0 +1,57 @@
+"""The registry of training methods: ``--method X`` finds ``METHODS[X]``.
+
+A method says how to build its torch network and how to describe the trained network as a NetSpec; the shared
+loop (pipeline.training) owns optimiser, schedule, checkpoints, progress and DDP. A network's ``forward`` takes
+time-first input (T, B, *input_shape) and returns logits (B, classes); the loop minimises cross-entropy on them.
+Methods whose gradient is not plain backprop (IDE's implicit differentiation) hide that inside ``forward`` with
+custom autograd functions, so the loop and DDP never need to know.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lavaflow.models.errors import ConfigError
+from lavaflow.models.netspec import NetSpec
+
+
+@dataclass(frozen=True)
+class Method:
+    """One training method.
+
+    Attributes:
+        name: the ``--method`` name.
+        model_config: a frozen dataclass of the method's network hyper-parameters (the ``model:`` config section).
+        build: (model_config, input_shape, num_classes, time_steps, generator) -> torch.nn.Module.
+        to_netspec: (trained module, model_config, input_shape, encoding, time_steps) -> NetSpec.
+        training_defaults: overrides of the shared loop's defaults (optimiser, learning rate, ...) for this method.
+    """
+
+    name: str
+    model_config: type
+    build: Callable[..., torch.nn.Module]
+    to_netspec: Callable[..., NetSpec]
+    training_defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+# name -> module defining METHOD; imported lazily so `lavaflow --help` stays fast.
+METHOD_MODULES: dict[str, str] = {
+    "bptt": "lavaflow.pipeline.bptt",
+    "ide": "lavaflow.pipeline.ide",
+}
+
+
+def get_method(name: str) -> Method:
+    """Return the registered method called ``name``; ConfigError lists the valid names otherwise."""
+    if name not in METHOD_MODULES:
+        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(sorted(METHOD_MODULES))}")
+    method = importlib.import_module(METHOD_MODULES[name]).METHOD
+    if not isinstance(method, Method):
+        raise TypeError(f"{METHOD_MODULES[name]}.METHOD is not a Method")
+    return method
