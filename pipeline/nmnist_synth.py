@@ -23,6 +23,7 @@ import numpy as np
 import tonic
 from tqdm import tqdm
 
+from lavaflow.models.atomic import atomic_write_bytes
 from lavaflow.models.errors import DataError
 
 SACCADE_US = 105_000
@@ -92,10 +93,7 @@ def write_nmnist_bin(path: str | os.PathLike, events: np.ndarray) -> None:
     raw[:, 2] = (p << 7) | ((t >> 16) & 0x7F)
     raw[:, 3] = (t >> 8) & 0xFF
     raw[:, 4] = t & 0xFF
-    path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        f.write(raw.tobytes())
-    os.replace(f.name, path)
+    atomic_write_bytes(path, raw.tobytes())
 
 
 def read_nmnist_bin(path: str | os.PathLike) -> np.ndarray:
@@ -192,7 +190,7 @@ def saccade_events_batch(images: np.ndarray, rngs: Sequence[np.random.Generator]
             found.append((b, col, row, stamp, (sign > 0).astype(np.int64)))
         previous = current
     if found:
-        b_all, x_all, y_all, t_all, p_all = (np.concatenate(parts) for parts in zip(*found))
+        b_all, x_all, y_all, t_all, p_all = (np.concatenate(parts) for parts in zip(*found, strict=True))
     else:
         b_all = x_all = y_all = t_all = p_all = np.zeros(0, dtype=np.int64)
     duration_us = steps * dt_us
@@ -203,7 +201,7 @@ def saccade_events_batch(images: np.ndarray, rngs: Sequence[np.random.Generator]
         noise = (rng.integers(0, SENSOR_PX, count), rng.integers(0, SENSOR_PX, count),
                  rng.integers(0, duration_us, count), rng.integers(0, 2, count))
         events = np.empty(int(mine.sum()) + count, dtype=EVENT_DTYPE)
-        for name, signal, extra in zip(("x", "y", "t", "p"), (x_all, y_all, t_all, p_all), noise):
+        for name, signal, extra in zip(("x", "y", "t", "p"), (x_all, y_all, t_all, p_all), noise, strict=True):
             events[name] = np.concatenate([signal[mine], extra])
         results.append(events[np.argsort(events["t"], kind="stable")])
     return results
@@ -278,7 +276,7 @@ def synthesize_nmnist(images: np.ndarray, labels: np.ndarray, root: Path, split:
                 stop = min(start + batch_size, len(images))
                 rngs = [np.random.default_rng([seed, split_id, int(i)]) for i in indices[start:stop]]
                 batch = saccade_events_batch(images[start:stop], rngs, thresholds)
-                for events, label, index in zip(batch, labels[start:stop], indices[start:stop]):
+                for events, label, index in zip(batch, labels[start:stop], indices[start:stop], strict=True):
                     write_nmnist_bin(staging / str(label) / f"{index:05d}.bin", events)
                     counts.append(len(events))
                 progress.update(stop - start)
@@ -290,6 +288,10 @@ def synthesize_nmnist(images: np.ndarray, labels: np.ndarray, root: Path, split:
             retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{folder}.old-"))
             os.replace(target, retired / folder)
             shutil.rmtree(retired, ignore_errors=True)
-        os.replace(staging, target)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not (target / "manifest.json").exists():
+                raise  # otherwise another process has just put a complete split there: keep it
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,487 @@
+"""NetSpec → Lava: the process graph (source → SpikingNetwork → sink) and runs on Lava's CPU simulator.
+
+``build_lava_graph`` maps a NetSpec (float) or FixedNetSpec (Loihi integers) onto three processes:
+
+    PayloadSource ──► SpikingNetwork ──► SpikeCounter
+    all N samples'      fused: one process, B samples side by side (select_sub_proc_model=False)
+    payloads            plain: Lava Dense + SoftResetLIF / CubaLIF per population, the Loihi graph (True)
+
+Each sample runs in a window of T + 1 Lava steps (lavaflow.processes.window), so ``run_lava`` compiles once,
+runs all N samples in one ``RunSteps``, reads the sink's counts once and always stops the runtime (also on an
+exception or Ctrl-C, see lavaflow.pipeline.lava_session). Both graphs honour the NetSpec time semantics, so
+their spikes equal the reference simulator's (models.reference): float exactly up to float rounding, fixed
+point bit for bit.
+
+What the mapping does, per NetSpec element:
+
+- Populations keep their order and become SoftResetPopulation / CubaPopulation records: θ → vth, u_rest →
+  v_reset, voltage_decay → dv, current_decay → du, bias → bias_mant (fixed point: vth, dv, du, bias_mant,
+  bias_exp as quantised, v_reset = vth − subtraction).
+- Connections become Dense projections (weight (n_out, n_in), fixed-point weight_exp). Input connections carry
+  graded payloads (``num_message_bits=8``) for current and event encodings and binary spikes (0 bits) for rate
+  encoding; connections between populations carry spikes. Their delay must be 1 step, Lava Dense's own.
+- Convolutions are unrolled into dense matrices (C·H·W order, as torch flattens), exact in float and fixed
+  point, and fine up to MAX_UNROLLED_WEIGHTS entries. Lava's Conv (WHC layout, its own fixed-point path) is not
+  used yet: it would need transposed, reshaped ports between our flat populations and Conv.
+- The readout stays on the host: logits = W·rate + b from the sink's counts (λ-weighted when rate_decay > 0).
+
+``run_netx`` runs a lava-dl slayer network exported to HDF5 through lava-dl's netx loader (feed-forward CUBA).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from lava.magma.core.process.process import AbstractProcess
+from lavaflow.deploy.run_config import HARDWARE, SIMULATOR_TAGS, run_config
+from lavaflow.models.errors import BackendError, DataError, NetSpecError
+from lavaflow.models.fixed import FixedNetSpec, FixedPopulation
+from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons, Readout
+from lavaflow.models.neurons import rate_normaliser
+from lavaflow.models.reference import check_fixed_spec, input_payload
+from lavaflow.pipeline.lava_session import run_and_read
+from lavaflow.processes.network.process import SpikingNetwork
+from lavaflow.processes.sink.process import SpikeCounter
+from lavaflow.processes.source.process import PayloadSource
+from lavaflow.processes.topology import INPUT as INPUT_INDEX
+from lavaflow.processes.topology import CubaPopulation, Population, Projection, SoftResetPopulation
+
+MAX_UNROLLED_WEIGHTS = 1 << 25  # entries of one unrolled conv matrix (256 MiB in float64)
+GRADED_BITS = 8  # Dense num_message_bits for intensities and event counts (payloads 0..255)
+SPIKE_BITS = 0  # binary spikes
+
+
+@dataclass(frozen=True)
+class LavaGraph:
+    """The three processes of a network and how to run them.
+
+    Attributes:
+        source: holds the (padded) payloads, (N_padded, T, n_input).
+        network: the SpikingNetwork.
+        sink: counts the spikes of ``record`` per sample, (N_padded, n).
+        fused: True for the fused CPU model, False for the Dense + neuron (Loihi) graph.
+        batch_size: samples per window (1 for the plain graph).
+        num_samples: N, the samples before padding to whole windows.
+        window_steps: Lava steps per sample window, T + 1.
+        record: the population whose spikes the sink counts.
+    """
+
+    source: PayloadSource
+    network: SpikingNetwork
+    sink: SpikeCounter
+    fused: bool
+    batch_size: int
+    num_samples: int
+    window_steps: int
+    record: str
+
+    @property
+    def num_steps(self) -> int:
+        """Lava steps that present every sample: windows × (T + 1)."""
+        return -(-self.num_samples // self.batch_size) * self.window_steps
+
+
+@dataclass(frozen=True)
+class LavaResult:
+    """What ``run_lava`` produced for N samples (the fields of models.reference.SimulationResult it can fill).
+
+    Attributes:
+        counts: {readout source: (N, n) int64 spike counts over the T steps}.
+        rates: (N, n) λ-weighted rates of the readout source.
+        logits: (N, classes) readout.weight @ rates + readout.bias.
+        predictions: (N,) arg-max of the logits.
+        seconds: wall time of compile, run, read-out and stop.
+        run_seconds: wall time of the steps alone.
+    """
+
+    counts: dict[str, np.ndarray]
+    rates: np.ndarray
+    logits: np.ndarray
+    predictions: np.ndarray
+    seconds: float
+    run_seconds: float
+
+
+# ------------------------------------------------------------------------------------------------ graph
+def build_lava_graph(
+    spec: NetSpec | FixedNetSpec,
+    payloads: np.ndarray,
+    *,
+    fused: bool,
+    batch_size: int,
+    record: str | None = None,
+) -> LavaGraph:
+    """Build source → network → sink for ``payloads`` (not yet compiled; run it with ``run_config``).
+
+    Args:
+        spec: a NetSpec for floating_pt, a FixedNetSpec for fixed_pt.
+        payloads: (N, T, n_input) what the source sends: float intensities/spikes for a NetSpec, integer payloads
+            (models.reference.input_payload) for a FixedNetSpec.
+        fused: the fused CPU model (True) or the plain Dense + neuron graph that targets Loihi (False).
+        batch_size: samples side by side in the fused model; the plain graph needs 1.
+        record: the population whose spikes the sink counts (default: the readout source).
+
+    Raises:
+        NetSpecError: a connection delay other than one step, or a convolution too large to unroll.
+        DataError: payloads that do not match the spec.
+        BackendError: a plain graph with batch_size ≠ 1.
+    """
+    if not fused and batch_size != 1:
+        raise BackendError("the plain (Loihi) graph steps one sample at a time; use batch_size=1 or fused=True")
+    if batch_size < 1:
+        raise BackendError(f"batch_size must be positive, got {batch_size}")
+    names = list(spec.populations)
+    record = spec.readout.source if record is None else record
+    if record not in spec.populations:
+        raise NetSpecError(f"cannot record unknown population {record!r}; choose from {names}")
+    expected = (spec.time_steps, spec.input.size)
+    if payloads.ndim != 3 or payloads.shape[1:] != expected or payloads.shape[0] == 0:
+        raise DataError(f"payloads have shape {payloads.shape}; expected (samples, {expected[0]}, {expected[1]})")
+    populations, projections = network_records(spec)
+    num_samples = payloads.shape[0]
+    padded = -(-num_samples // batch_size) * batch_size
+    if padded != num_samples:  # whole windows: the padding samples are zeros and are dropped after the run
+        payloads = np.concatenate([payloads, np.zeros((padded - num_samples, *expected), dtype=payloads.dtype)])
+    window_steps = spec.time_steps + 1
+    source = PayloadSource(payloads=payloads, batch_size=batch_size, window_steps=window_steps, name="source")
+    network = SpikingNetwork(
+        input_size=spec.input.size,
+        populations=populations,
+        projections=projections,
+        output=names.index(record),
+        batch_size=batch_size,
+        window_steps=window_steps,
+        name="network",
+    )
+    sink = SpikeCounter(
+        shape=(populations[names.index(record)].size,),
+        num_samples=padded,
+        batch_size=batch_size,
+        window_steps=window_steps,
+        leak=1.0 - spec.readout.rate_decay if record == spec.readout.source else 1.0,
+        name="sink",
+    )
+    source.s_out.connect(network.s_in)
+    network.s_out.connect(sink.a_in)
+    return LavaGraph(source, network, sink, fused, batch_size, num_samples, window_steps, record)
+
+
+def network_records(spec: NetSpec | FixedNetSpec) -> tuple[list[Population], list[Projection]]:
+    """The SpikingNetwork records of ``spec``, in its population and connection order."""
+    if isinstance(spec, FixedNetSpec):
+        populations = [_fixed_population(p) for p in spec.populations.values()]
+    else:
+        populations = [_float_population(p) for p in spec.populations.values()]
+    index = {name: position for position, name in enumerate(spec.populations)}
+    graded = spec.input.encoding in ("current", "events")
+    projections = []
+    for number, connection in enumerate(spec.connections):
+        label = f"connection {number} ({connection.source} → {connection.target})"
+        from_input = connection.source == INPUT
+        if not from_input and connection.delay_steps != 1:
+            raise NetSpecError(
+                f"{label}: delay of {connection.delay_steps} steps; the Lava export supports exactly one step "
+                f"between populations (Lava Dense's own delay)"
+            )
+        if isinstance(spec, FixedNetSpec):
+            weights = connection.weight if connection.conv is None else conv_matrix(connection.weight, connection.conv)
+            weight_exp = int(connection.weight_exp)
+        else:
+            synapse = connection.synapse
+            weights = conv_matrix(synapse.weight, synapse) if isinstance(synapse, Conv) else synapse.weight
+            weight_exp = 0
+        projections.append(
+            Projection(
+                source=INPUT_INDEX if from_input else index[connection.source],
+                target=index[connection.target],
+                weights=weights,
+                weight_exp=weight_exp,
+                num_message_bits=GRADED_BITS if from_input and graded else SPIKE_BITS,
+            )
+        )
+    return populations, projections
+
+
+def _float_population(neurons: Neurons) -> Population:
+    bias = neurons.bias.astype(np.float64)
+    if isinstance(neurons, CubaNeurons):
+        return CubaPopulation(
+            size=neurons.size,
+            vth=float(neurons.threshold),
+            du=float(neurons.current_decay),
+            dv=float(neurons.voltage_decay),
+            bias_mant=bias,
+        )
+    return SoftResetPopulation(
+        size=neurons.size,
+        vth=float(neurons.threshold),
+        v_reset=float(neurons.reset_potential),
+        dv=float(neurons.voltage_decay),
+        bias_mant=bias,
+    )
+
+
+def _fixed_population(population: FixedPopulation) -> Population:
+    bias = population.bias_mant.astype(np.int64)
+    if population.kind == "cuba":
+        return CubaPopulation(
+            size=population.size,
+            vth=int(population.vth),
+            du=int(population.du),
+            dv=int(population.dv),
+            bias_mant=bias,
+            bias_exp=int(population.bias_exp),
+        )
+    return SoftResetPopulation(
+        size=population.size,
+        vth=int(population.vth),
+        v_reset=int(population.vth) - int(population.subtraction),  # a spike removes vth − v_reset = subtraction
+        dv=int(population.dv),
+        bias_mant=bias,
+        bias_exp=int(population.bias_exp),
+    )
+
+
+def conv_matrix(kernel: np.ndarray, conv: Conv) -> np.ndarray:
+    """The dense (C_out·H'·W', C_in·H·W) matrix of a cross-correlation (torch's conv2d), C·H·W flattened.
+
+    Every (output, input) pair meets at most one kernel entry, so integer kernels give integer matrices with the
+    same values (fixed point stays exact).
+
+    Raises:
+        NetSpecError: the matrix would exceed MAX_UNROLLED_WEIGHTS entries.
+    """
+    c_in, height, width = conv.input_shape
+    c_out, out_h, out_w = conv.output_shape
+    k_h, k_w = kernel.shape[2:]
+    if c_out * out_h * out_w * c_in * height * width > MAX_UNROLLED_WEIGHTS:
+        raise NetSpecError(
+            f"conv {kernel.shape} on {conv.input_shape} unrolls to {c_out * out_h * out_w} × {c_in * height * width} "
+            f"weights, beyond the {MAX_UNROLLED_WEIGHTS} the Lava export handles as a dense matrix"
+        )
+    matrix = np.zeros((c_out * out_h * out_w, c_in * height * width), dtype=kernel.dtype)
+    o, y, x, i, dy, dx = np.meshgrid(
+        np.arange(c_out),
+        np.arange(out_h),
+        np.arange(out_w),
+        np.arange(c_in),
+        np.arange(k_h),
+        np.arange(k_w),
+        indexing="ij",
+    )
+    in_y = y * conv.stride[0] - conv.padding[0] + dy
+    in_x = x * conv.stride[1] - conv.padding[1] + dx
+    inside = (in_y >= 0) & (in_y < height) & (in_x >= 0) & (in_x < width)
+    rows = ((o * out_h + y) * out_w + x)[inside]
+    columns = ((i * height + in_y) * width + in_x)[inside]
+    matrix[rows, columns] = kernel[o[inside], i[inside], dy[inside], dx[inside]]
+    return matrix
+
+
+# ------------------------------------------------------------------------------------------------ runs
+def run_lava(
+    spec: NetSpec | FixedNetSpec,
+    inputs: np.ndarray,
+    *,
+    backend: str,
+    fused: bool = True,
+    batch_size: int = 32,
+    timeout_s: float | None = None,
+) -> LavaResult:
+    """Simulate N samples on Lava's CPU simulator: one compile, one run, one read of the sink.
+
+    Args:
+        spec: the network. "lava-fixed" quantises a NetSpec with deploy.quantize (pass a FixedNetSpec to control
+            the quantisation); "lava-float" needs a NetSpec.
+        inputs: (T, N, *input_shape) as the data pipeline encodes them (intensities, spikes or event counts).
+        backend: "lava-float" or "lava-fixed" ("loihi2" is checked, see Raises).
+        fused: the fused, batched CPU model (fast) or the plain Dense + neuron graph (the Loihi graph).
+        batch_size: samples side by side in the fused model (the plain graph runs one at a time).
+        timeout_s: kill the run and raise if it takes longer.
+
+    Returns:
+        Counts, rates, logits and predictions of the N samples, and the wall time.
+
+    Raises:
+        BackendError: an unknown backend, "loihi2" (without lava-loihi; with it, because our neuron processes
+            have no Loihi 2 microcode model), or a spec of the wrong precision for the backend.
+        DataError: inputs of the wrong shape, with NaN/inf, or (fixed point) not representable as payloads.
+        LavaRunError: the Lava run failed or timed out; no OS process is left behind.
+    """
+    config = run_config(backend, select_sub_proc_model=not fused)
+    if backend == HARDWARE:
+        raise BackendError(
+            "run_lava simulates on the CPU; lavaflow's soft-reset neurons have no Loihi 2 microcode model, so run "
+            "--backend lava-fixed for bit-accurate results and deploy netx bundles to the chip"
+        )
+    fixed, payloads = _spec_and_payloads(spec, inputs, backend)
+    graph = build_lava_graph(fixed, payloads, fused=fused, batch_size=batch_size if fused else 1)
+    leak = 1.0 - fixed.readout.rate_decay
+
+    def read() -> tuple[np.ndarray, np.ndarray]:
+        counts = graph.sink.counts.get()  # one Var read each, after the last step (~20k values/s)
+        return counts, (counts if leak == 1.0 else graph.sink.weighted_counts.get())
+
+    started = time.perf_counter()
+    timed = run_and_read(graph.sink, graph.num_steps, config, read, timeout_s=timeout_s)
+    seconds = time.perf_counter() - started
+    counts, weighted = (values[: graph.num_samples] for values in timed.value)
+    return _summarise(fixed.readout, graph.record, counts, weighted, fixed.time_steps, seconds, timed.run_seconds)
+
+
+def _spec_and_payloads(
+    spec: NetSpec | FixedNetSpec, inputs: np.ndarray, backend: str
+) -> tuple[NetSpec | FixedNetSpec, np.ndarray]:
+    """The spec to simulate and the source's payloads (N, T, n_input) for ``backend``."""
+    if SIMULATOR_TAGS[backend] == "fixed_pt":
+        if isinstance(spec, NetSpec):
+            from lavaflow.deploy.quantize import quantize  # the quantiser is only needed here
+
+            spec, _ = quantize(spec)
+        if not isinstance(spec, FixedNetSpec):
+            raise BackendError(f"lava-fixed simulates a NetSpec or FixedNetSpec, got {type(spec).__name__}")
+        check_fixed_spec(spec)
+        values = input_payload(spec, inputs)  # checks shape and range; the reference simulator sees the same
+    else:
+        if not isinstance(spec, NetSpec):
+            raise BackendError(
+                f"lava-float simulates a float NetSpec, got {type(spec).__name__}; run a FixedNetSpec on lava-fixed"
+            )
+        values = check_inputs(spec, inputs)
+    return spec, np.ascontiguousarray(values.reshape(values.shape[0], values.shape[1], -1).transpose(1, 0, 2))
+
+
+def check_inputs(spec: NetSpec | FixedNetSpec, inputs: np.ndarray) -> np.ndarray:
+    """``inputs`` as float64 after checking type, shape (T, N, *input_shape) and finiteness.
+
+    Raises:
+        DataError: naming the expected and the given shape, or the non-finite values.
+    """
+    if not isinstance(inputs, np.ndarray) or inputs.dtype.kind not in "buif":
+        raise DataError(f"inputs must be a real numpy array, got {type(inputs).__name__}")
+    expected = (spec.time_steps, "N", *spec.input.shape)
+    if inputs.ndim != len(expected) or inputs.shape[0] != spec.time_steps or inputs.shape[2:] != spec.input.shape:
+        raise DataError(f"inputs have shape {inputs.shape}; the network expects {expected} (time first)")
+    if inputs.shape[1] == 0:
+        raise DataError("inputs hold no samples")
+    values = inputs.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise DataError(f"inputs hold {int(np.size(values) - np.isfinite(values).sum())} NaN or inf values")
+    return values
+
+
+def _summarise(
+    readout: Readout,
+    record: str,
+    counts: np.ndarray,
+    weighted: np.ndarray,
+    time_steps: int,
+    seconds: float,
+    run_seconds: float,
+) -> LavaResult:
+    leak = 1.0 - readout.rate_decay
+    rates = weighted / rate_normaliser(time_steps, leak)
+    logits = rates @ readout.weight.astype(np.float64).T + readout.bias.astype(np.float64)
+    return LavaResult(
+        counts={record: np.rint(counts).astype(np.int64)},
+        rates=rates,
+        logits=logits,
+        predictions=np.argmax(logits, axis=1).astype(np.int64),
+        seconds=seconds,
+        run_seconds=run_seconds,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ netx
+@dataclass(frozen=True)
+class NetxResult:
+    """Output spike counts of a netx network, (N, n_output), and the wall time of the Lava run."""
+
+    counts: np.ndarray
+    seconds: float
+
+
+def run_netx(
+    hdf5_path: str | Path, inputs: np.ndarray, *, input_message_bits: int = 0, timeout_s: float | None = None
+) -> NetxResult:
+    """Run a lava-dl netx network (slayer ``export_hdf5``) on N samples under fixed_pt and count its output spikes.
+
+    netx graphs are correct only under fixed_pt (their parameters are Loihi integers; research/lava.md §4.4).
+    Each of the L layers adds one step, so a sample of T steps runs in a window of T + L steps; netx's LIFReset
+    neurons reset layer i at window step 2 + i (``reset_interval`` = T + L, ``reset_offset`` = 1), when the
+    sample's first input reaches that layer, and the sink counts window steps L + 1 … T + L, the T output steps.
+    This equals slayer's forward pass (``delay_shift=True``) on the input padded with L zero steps, for networks
+    whose neurons have no bias (a bias drives slayer's deeper layers before the input arrives).
+
+    Args:
+        hdf5_path: the file slayer's ``export_hdf5`` wrote.
+        inputs: (T, N, *input_shape) integer payloads: 0/1 spikes (``input_message_bits`` 0) or graded values.
+        input_message_bits: 0 for binary input spikes, 8 for graded payloads.
+        timeout_s: kill the run and raise if it takes longer.
+
+    Raises:
+        NetSpecError: a missing, unreadable or unsupported HDF5 file.
+        DataError: inputs that do not fit the network's input.
+        LavaRunError: the Lava run failed or timed out.
+    """
+    network = _load_netx(Path(hdf5_path), input_message_bits)
+    input_size = int(np.prod(network.inp.shape))
+    if not isinstance(inputs, np.ndarray) or inputs.ndim < 3 or int(np.prod(inputs.shape[2:])) != input_size:
+        raise DataError(
+            f"inputs have shape {getattr(inputs, 'shape', None)}; the netx network expects (T, N, {network.inp.shape})"
+        )
+    limit = 1 if input_message_bits == 0 else (1 << input_message_bits) - 1
+    if not np.all(np.isfinite(inputs)) or np.any(inputs != np.rint(inputs)) or inputs.min() < 0 or inputs.max() > limit:
+        raise DataError(f"netx inputs must be integers in 0..{limit} for input_message_bits={input_message_bits}")
+    time_steps, num_samples = inputs.shape[:2]
+    window_steps = time_steps + len(network.layers)
+    network = _load_netx(Path(hdf5_path), input_message_bits, reset_interval=window_steps)
+    payloads = np.ascontiguousarray(inputs.reshape(time_steps, num_samples, input_size).transpose(1, 0, 2))
+    source = PayloadSource(payloads=payloads.astype(np.int64), batch_size=1, window_steps=window_steps)
+    output_size = int(np.prod(network.out.shape))
+    sink = SpikeCounter(
+        shape=(output_size,),
+        num_samples=num_samples,
+        batch_size=1,
+        window_steps=window_steps,
+        first_step=len(network.layers) + 1,
+    )
+    if tuple(network.inp.shape) == (input_size,):
+        source.s_out.connect(network.inp)
+    else:
+        source.s_out.reshape(tuple(network.inp.shape)).connect(network.inp)
+    if tuple(network.out.shape) == (output_size,):
+        network.out.connect(sink.a_in)
+    else:
+        network.out.flatten().connect(sink.a_in)
+    started = time.perf_counter()
+    timed = run_and_read(
+        sink, num_samples * window_steps, run_config("lava-fixed"), sink.counts.get, timeout_s=timeout_s
+    )
+    return NetxResult(counts=np.rint(timed.value).astype(np.int64), seconds=time.perf_counter() - started)
+
+
+def _load_netx(path: Path, input_message_bits: int, reset_interval: int | None = None) -> AbstractProcess:
+    """lava-dl's netx Network for ``path``, with every failure turned into a NetSpecError that names the file."""
+    if not path.is_file():
+        raise NetSpecError(f"{path}: no such netx HDF5 file; write one with a slayer network's export_hdf5")
+    import h5py
+    from lava.lib.dl import netx  # imported here: lava-dl pulls in torch and prints warnings on import
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if "layer" not in handle or len(handle["layer"]) == 0:
+                raise NetSpecError(f"{path}: no 'layer' group; not a netx network description (slayer export_hdf5)")
+        return netx.hdf5.Network(
+            net_config=str(path),
+            input_message_bits=input_message_bits,
+            reset_interval=reset_interval,
+            reset_offset=1,
+        )
+    except NetSpecError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError, NotImplementedError, RuntimeError) as error:
+        raise NetSpecError(f"{path}: not a readable netx network ({type(error).__name__}: {error})") from None

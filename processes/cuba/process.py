@@ -1,0 +1,60 @@
+"""CubaLIF: the process declaration (ports, Vars, parameters); the arithmetic is in its models."""
+
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.variable import Var
+from lavaflow.processes.window import check_window_steps
+
+
+class CubaLIF(AbstractProcess):
+    """Lava's current-based LIF (lava.proc.lif.LIF: hard reset to 0, fires at v > vth) with a per-sample window.
+
+    u[t] = (1 − du)·u[t−1] + a_in[t];   v[t] = (1 − dv)·v[t−1] + u[t] + bias;   s_out[t] = [v[t] > vth];
+    v[t] = 0 where s_out[t]
+
+    The arithmetic is Lava's LIF in both precisions (floating_pt: fractions and bias = bias_mant; fixed_pt: 12-bit
+    du and dv with Lava's hidden +1 on du, bias = bias_mant << bias_exp, input and threshold shifted left by 6,
+    a wrapping 24-bit u and a saturating 24-bit v; see lavaflow.processes.dynamics). Lava's own LIF cannot be
+    used in a per-sample graph: LIFReset zeroes u and v but still integrates that step's a_in, which is the
+    previous sample's residue. Here window step 1 zeroes u and v and discards a_in; window steps 2 … T + 1 are
+    dynamics steps 1 … T (lavaflow.processes.window).
+
+    Args:
+        shape: neurons, e.g. (n,).
+        vth: threshold.
+        window_steps: Lava steps per sample, T + 1.
+        du: fraction of the current lost per step (1: no synaptic filter; fixed point 4095, to which Lava adds 1).
+        dv: fraction of the voltage lost per step.
+        bias_mant: per-neuron (or scalar) bias mantissa.
+        bias_exp: fixed point only: bias = bias_mant << bias_exp.
+        name: process name.
+        log_config: Lava's logging configuration.
+    """
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        vth: float,
+        window_steps: int,
+        du: float = 1.0,
+        dv: float = 0.0,
+        bias_mant: float | np.ndarray = 0.0,
+        bias_exp: int | np.ndarray = 0,
+        name: str | None = None,
+        log_config: LogConfig | None = None,
+    ) -> None:
+        super().__init__(shape=shape, window_steps=window_steps, name=name, log_config=log_config)
+        check_window_steps(window_steps)  # after super(): Lava's __del__ needs an initialised process
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.u = Var(shape=shape, init=0)
+        self.v = Var(shape=shape, init=0)
+        self.vth = Var(shape=(1,), init=vth)
+        self.du = Var(shape=(1,), init=du)
+        self.dv = Var(shape=(1,), init=dv)
+        self.bias_mant = Var(shape=shape, init=bias_mant)
+        self.bias_exp = Var(shape=shape, init=bias_exp)

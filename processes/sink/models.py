@@ -1,0 +1,43 @@
+"""SpikeCounter model, shared by floating_pt and fixed_pt."""
+
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lavaflow.processes.sink.process import SpikeCounter
+from lavaflow.processes.window import window_position
+
+
+@implements(proc=SpikeCounter, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt", "fixed_pt")
+class PySpikeCounterModel(PyLoihiProcessModel):
+    """Accumulates counts[w·B:(w+1)·B] += s and weighted_counts ← λ·weighted_counts + s per counted step."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    counts: np.ndarray = LavaPyType(np.ndarray, float)
+    weighted_counts: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)
+        self.batch_size = int(proc_params["batch_size"])
+        self.window_steps = int(proc_params["window_steps"])
+        self.first_step = int(proc_params["first_step"])
+        self.leak = float(proc_params["leak"])
+
+    def run_spk(self) -> None:
+        values = self.a_in.recv()
+        window, step = window_position(self.time_step, self.window_steps)
+        first = window * self.batch_size
+        if step < self.first_step or first >= self.counts.shape[0]:
+            return
+        rows = slice(first, first + self.batch_size)
+        values = values.reshape(self.batch_size, -1)
+        self.counts[rows] += values
+        self.weighted_counts[rows] *= self.leak
+        self.weighted_counts[rows] += values

@@ -1,0 +1,65 @@
+"""SpikeCounter: per-sample spike counts, kept in one Var for one read at the end of a run."""
+
+from __future__ import annotations
+
+from lava.magma.core.process.ports.ports import InPort
+from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.variable import Var
+from lavaflow.processes.window import check_window_steps
+
+
+class SpikeCounter(AbstractProcess):
+    """Adds what arrives at window steps ≥ ``first_step`` to the counts of the window's samples.
+
+    counts[w·B + b] = Σ_k s_b[k];   weighted_counts[w·B + b] = Σ_k λ^{K−k} s_b[k]   (k = first_step … window end)
+
+    Reading a Var moves ~20k elements/s and a Monitor probes every step, so the summaries stay here and the host
+    reads ``counts`` (and ``weighted_counts`` when λ < 1, the IDE readout's rate weights) once, after the run.
+    For our windows first_step is 2 (window step 1 carries no spikes); a netx graph of L layers sends a sample's
+    T output steps at window steps L + 1 … T + L, so first_step is L + 1. The values are summed as received, so
+    graded payloads (−1, 255) are summed too. One model serves floating_pt and fixed_pt (float64 sums of
+    integers ≤ 2^53 are exact).
+
+    Args:
+        shape: (n,) values per sample; the port carries B·n values, B samples side by side.
+        num_samples: N, a multiple of ``batch_size``.
+        batch_size: samples per window, B.
+        window_steps: Lava steps per window.
+        first_step: the first window step counted.
+        leak: λ of ``weighted_counts`` (1 gives the plain counts).
+        name: process name.
+        log_config: Lava's logging configuration.
+    """
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int],
+        num_samples: int,
+        batch_size: int,
+        window_steps: int,
+        first_step: int = 2,
+        leak: float = 1.0,
+        name: str | None = None,
+        log_config: LogConfig | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size,
+            window_steps=window_steps,
+            first_step=first_step,
+            leak=leak,
+            name=name,
+            log_config=log_config,
+        )
+        # Checked after super(): Lava's AbstractProcess.__del__ fails on a process whose __init__ raised before it.
+        if len(shape) != 1:
+            raise ValueError(f"SpikeCounter counts flat populations, got shape {shape}")
+        if batch_size < 1 or num_samples < 1 or num_samples % batch_size:
+            raise ValueError(f"num_samples={num_samples} must be a positive multiple of batch_size={batch_size}")
+        if not 1 <= first_step <= check_window_steps(window_steps):
+            raise ValueError(f"first_step={first_step} must lie in the window 1..{window_steps}")
+        if not 0.0 <= leak <= 1.0:
+            raise ValueError(f"leak must lie in [0, 1], got {leak}")
+        self.a_in = InPort(shape=(batch_size * shape[0],))
+        self.counts = Var(shape=(num_samples, shape[0]), init=0)
+        self.weighted_counts = Var(shape=(num_samples, shape[0]), init=0)

@@ -1,0 +1,1 @@
+"""Integrate-and-fire / leaky neurons with reset by subtraction and v ≥ vth (IDE, SPIDE, STDB)."""

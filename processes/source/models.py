@@ -1,0 +1,47 @@
+"""PayloadSource models: one schedule, float64 or int32 payloads."""
+
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lavaflow.processes.source.process import PayloadSource
+from lavaflow.processes.window import window_position
+
+
+class AbstractPayloadSourceModel(PyLoihiProcessModel):
+    """Sends payloads[w·B:(w+1)·B, k − 1] (flattened) at window step k ≤ T of window w, zeros otherwise."""
+
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)
+        self.batch_size = int(proc_params["batch_size"])
+        self.window_steps = int(proc_params["window_steps"])
+
+    def run_spk(self) -> None:
+        num_samples, time_steps, _ = self.payloads.shape
+        window, step = window_position(self.time_step, self.window_steps)
+        first = window * self.batch_size
+        if step <= time_steps and first < num_samples:
+            self.s_out.send(self.payloads[first : first + self.batch_size, step - 1].reshape(-1))
+        else:
+            self.s_out.send(np.zeros(self.s_out.shape, dtype=self.payloads.dtype))
+
+
+@implements(proc=PayloadSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyPayloadSourceModelFloat(AbstractPayloadSourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    payloads: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+@implements(proc=PayloadSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyPayloadSourceModelFixed(AbstractPayloadSourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    payloads: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)

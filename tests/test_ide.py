@@ -1,0 +1,449 @@
+"""IDE: the feedback SNN, its implicit gradient, its equilibrium, its NetSpec (models.feedback, pipeline.ide)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as functional
+import yaml
+from numpy.lib.stride_tricks import sliding_window_view
+
+from lavaflow.models import netspec
+from lavaflow.models.errors import ConfigError
+from lavaflow.models.neurons import heaviside, weighted_rate
+from lavaflow.pipeline.benchmarks_ide import _peak_memory_bytes, _saved_tensor_bytes, bptt_logits
+from lavaflow.pipeline.ide import METHOD, IDEConfig, IDENetwork, build, to_netspec
+from lavaflow.pipeline.methods import get_method
+from lavaflow.pipeline.solvers import fixed_point
+
+CONFIGS = Path(__file__).resolve().parents[1] / "pipeline" / "configs"
+
+# (architecture, layer widths, input shape): tiny single- and multi-layer FSNNs, dense and conv.
+DENSE = ("fc", (12,), (1, 4, 4))
+CONV = ("conv", (3,), (2, 6, 6))
+DENSE_MULTI = ("fc", (10, 8, 6), (1, 4, 4))
+CONV_MULTI = ("conv", (3, 2), (2, 6, 6))
+
+
+def make_model(shape, *, leak=1.0, dropout=0.2, solver="broyden", tolerance=1e-12, seed=0, batch_norm=True,
+               num_classes=5) -> tuple[IDENetwork, torch.Generator]:
+    architecture, widths, input_shape = shape
+    config = IDEConfig(architecture=architecture, layer_widths=widths, kernel_size=3, stride=1, padding=1,
+                       loop_kernel_size=3, leak=leak, dropout=dropout, solver=solver, max_iterations=200,
+                       tolerance=tolerance, batch_norm=batch_norm)
+    generator = torch.Generator().manual_seed(seed)
+    return build(config, input_shape, num_classes, 20, generator).double(), generator
+
+
+def constant_input(input_shape, batch, time_steps, seed=1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand((batch, *input_shape), generator=generator, dtype=torch.float64)
+    return images.unsqueeze(0).expand(time_steps, *images.shape)
+
+
+def spike_input(input_shape, batch, time_steps, seed=1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    intensities = torch.rand((batch, *input_shape), generator=generator, dtype=torch.float64)
+    return (torch.rand((time_steps, batch, *input_shape), generator=generator, dtype=torch.float64)
+            < intensities).to(torch.float64)
+
+
+def loop_parameters(model: IDENetwork) -> list[torch.nn.Parameter]:
+    return [p for name, p in model.named_parameters() if not name.startswith("network.readout")]
+
+
+# ---------------------------------------------------------------------------------------------- 1. gradient
+def exact_implicit_gradient(model: IDENetwork, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(∂f/∂θ)ᵀ β with β = (I − Jᵀ)⁻¹ ∂L/∂a from a dense solve, J = ∂f/∂a by autograd at the measured rates."""
+    equilibrium = model.network.equilibrium(inputs)
+    rates = equilibrium.rates.detach()
+    point = rates.clone().requires_grad_()
+    loss = functional.cross_entropy(model.network.readout(point.flatten(1)), targets)
+    (g,) = torch.autograd.grad(loss, point)
+    jacobian = torch.autograd.functional.jacobian(
+        lambda flat: equilibrium.rate_map(flat.reshape(rates.shape)).flatten(), rates.flatten())
+    identity = torch.eye(jacobian.shape[0], dtype=jacobian.dtype)
+    beta = torch.linalg.solve(identity - jacobian.T, g.flatten()).reshape(rates.shape)
+    parameters = loop_parameters(model)
+    gradients = torch.autograd.grad(equilibrium.rate_map(rates), parameters, beta, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(gradients, parameters)])
+
+
+@pytest.mark.parametrize("solver", ["broyden", "fixed_point"])
+@pytest.mark.parametrize("leak", [1.0, 0.9], ids=["IF", "LIF"])
+@pytest.mark.parametrize("shape", [DENSE, CONV, DENSE_MULTI, CONV_MULTI], ids=["dense", "conv", "dense3", "conv2"])
+def test_gradient_equals_dense_implicit_solve(shape, leak, solver):
+    model, generator = make_model(shape, leak=leak, solver=solver)
+    model.train()
+    inputs = constant_input(shape[2], batch=4, time_steps=20)
+    targets = torch.tensor([0, 1, 2, 3])
+    # The forward draws dropout masks, refreshes the power iteration and BN statistics: replay it exactly.
+    state, generator_state = copy.deepcopy(model.state_dict()), generator.get_state()
+    functional.cross_entropy(model(inputs), targets).backward()
+    got = torch.cat([p.grad.flatten() for p in loop_parameters(model)])
+    model.load_state_dict(state)
+    generator.set_state(generator_state)
+    expected = exact_implicit_gradient(model, inputs, targets)
+    assert expected.norm() > 1e-3  # the loop really receives gradient
+    assert functional.cosine_similarity(got, expected, dim=0) >= 0.999
+    assert (got - expected).norm() <= 1e-6 * expected.norm()
+
+
+def test_gradient_with_spike_input_and_lif_uses_the_weighted_input_average():
+    model, generator = make_model(DENSE, leak=0.9)
+    model.train()
+    inputs = spike_input(DENSE[2], batch=4, time_steps=20)
+    targets = torch.tensor([4, 3, 2, 1])
+    state, generator_state = copy.deepcopy(model.state_dict()), generator.get_state()
+    functional.cross_entropy(model(inputs), targets).backward()
+    got = torch.cat([p.grad.flatten() for p in loop_parameters(model)])
+    model.load_state_dict(state)
+    generator.set_state(generator_state)
+    expected = exact_implicit_gradient(model, inputs, targets)
+    assert functional.cosine_similarity(got, expected, dim=0) >= 0.999
+
+
+# ---------------------------------------------------------------------------------------------- 2. Jacobian
+@pytest.mark.parametrize("shape", [DENSE, CONV, DENSE_MULTI, CONV_MULTI], ids=["dense", "conv", "dense3", "conv2"])
+def test_rate_map_jacobian_matches_finite_differences(shape):
+    model, _ = make_model(shape, leak=0.95)
+    model.train()
+    equilibrium = model.network.equilibrium(constant_input(shape[2], batch=2, time_steps=20))
+    rates = equilibrium.rates.detach().flatten()
+
+    def f(flat: torch.Tensor) -> torch.Tensor:
+        return equilibrium.rate_map(flat.reshape(equilibrium.rates.shape)).detach().flatten()
+
+    analytic = torch.autograd.functional.jacobian(
+        lambda flat: equilibrium.rate_map(flat.reshape(equilibrium.rates.shape)).flatten(), rates)
+    step = 1e-6
+    columns = [(f(rates + step * unit) - f(rates - step * unit)) / (2 * step)
+               for unit in torch.eye(rates.numel(), dtype=torch.float64)]
+    numeric = torch.stack(columns, dim=1)
+    assert analytic.abs().max() > 0.01  # not all neurons saturated
+    torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------- 3. convergence
+@pytest.mark.parametrize("shape", [DENSE, DENSE_MULTI], ids=["single", "multi"])
+def test_rates_converge_to_the_fixed_point_like_one_over_t(shape):
+    architecture, _, input_shape = shape
+    model, _ = make_model((architecture, tuple(w * 4 for w in shape[1]), input_shape), dropout=0.0)
+    model.eval()
+    steps = [16, 32, 64, 128, 256, 512]
+    errors = []
+    for time_steps in steps:
+        equilibrium = model.network.equilibrium(constant_input(input_shape, batch=16, time_steps=time_steps))
+        with torch.no_grad():
+            exact = fixed_point(equilibrium.rate_map, equilibrium.rates, max_iterations=500, tolerance=1e-14)
+        assert exact.converged
+        errors.append(float((equilibrium.rates - exact.solution).abs().mean()))
+    assert all(later < earlier for earlier, later in zip(errors, errors[1:]))
+    slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    # The λ = 1 voltage left over, v[T] ∈ [0, θ), makes a·T deviate by O(1): error ∝ 1/T, slope −1.
+    assert -1.25 <= slope <= -0.8, (slope, errors)
+
+
+# ---------------------------------------------------------------------------------------------- 4. NetSpec
+def conv2d(image: np.ndarray, kernel: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
+    """Cross-correlation of (C, H, W) with (O, C, kH, kW), by explicit windows."""
+    padded = np.pad(image, ((0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
+    windows = sliding_window_view(padded, kernel.shape[2:], axis=(1, 2))[:, :: stride[0], :: stride[1]]
+    return np.einsum("chwij,ocij->ohw", windows, kernel)
+
+
+def apply_synapse(synapse, source: np.ndarray) -> np.ndarray:
+    if isinstance(synapse, netspec.Dense):
+        return synapse.weight @ source.reshape(-1)
+    return conv2d(source.reshape(synapse.input_shape), synapse.weight, synapse.stride, synapse.padding).reshape(-1)
+
+
+def simulate_netspec(spec: netspec.NetSpec, frames: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Brute force over the NetSpec time semantics for one sample: (spike counts per population, logits)."""
+    steps = frames.shape[0]
+    voltage = {name: np.zeros(pop.size) for name, pop in spec.populations.items()}
+    history = {name: [] for name in spec.populations}
+    for t in range(steps):
+        currents = {name: pop.bias.astype(np.float64).copy() for name, pop in spec.populations.items()}
+        for connection in spec.connections:
+            if connection.source == netspec.INPUT:
+                source = frames[t]
+            elif t - connection.delay_steps >= 0:
+                source = history[connection.source][t - connection.delay_steps]
+            else:
+                source = np.zeros(spec.populations[connection.source].size)
+            currents[connection.target] += apply_synapse(connection.synapse, source)
+        for name, pop in spec.populations.items():
+            v = (1 - pop.voltage_decay) * voltage[name] + currents[name]
+            spikes = (v >= pop.threshold).astype(np.float64)
+            voltage[name] = v - spikes * (pop.threshold - pop.reset_potential)
+            history[name].append(spikes)
+    readout = spec.readout
+    leak = 1 - readout.rate_decay
+    weights = leak ** np.arange(steps - 1, -1, -1)
+    rate = np.tensordot(weights, np.array(history[readout.source]), axes=1) / weights.sum()
+    counts = {name: np.sum(train, axis=0) for name, train in history.items()}
+    return counts, readout.weight @ rate + readout.bias
+
+
+def trained_model(shape, leak: float) -> IDENetwork:
+    """A model moved away from its initial state: BN statistics, BN affine, weights after SGD steps."""
+    model, generator = make_model(shape, leak=leak, tolerance=1e-6)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    for seed in range(3):
+        inputs = constant_input(shape[2], batch=8, time_steps=10, seed=seed) * 2
+        functional.cross_entropy(model(inputs), torch.arange(8) % 5).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    norm = model.network.input_norm
+    with torch.no_grad():
+        norm.weight.copy_(0.5 + torch.rand(norm.weight.shape, generator=generator, dtype=torch.float64) * 2)
+        norm.bias.copy_(torch.rand(norm.bias.shape, generator=generator, dtype=torch.float64) - 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize(("shape", "leak", "encoding"), [
+    (DENSE, 1.0, "current"), (CONV, 1.0, "current"), (DENSE_MULTI, 0.9, "current"), (CONV_MULTI, 0.95, "rate"),
+], ids=["dense-IF", "conv-IF", "dense3-LIF", "conv2-LIF-spikes"])
+def test_netspec_reproduces_eval_spike_counts(shape, leak, encoding, tmp_path):
+    model = trained_model(shape, leak)
+    config = IDEConfig(architecture=shape[0], layer_widths=shape[1], kernel_size=3, stride=1, padding=1,
+                       loop_kernel_size=3, leak=leak)
+    spec = to_netspec(model, config, shape[2], encoding, 20)
+    assert spec.input.encoding == encoding and spec.time_steps == 20
+    assert spec.readout.rate_decay == pytest.approx(1 - leak)
+    assert {c.delay_steps for c in spec.connections if c.source == netspec.INPUT} == {0}
+    assert {c.delay_steps for c in spec.connections if c.source != netspec.INPUT} == {1}
+    spec.save(tmp_path / "ide.npz")
+    netspec.assert_netspec_equal(spec, netspec.NetSpec.load(tmp_path / "ide.npz"))
+
+    make = constant_input if encoding == "current" else spike_input
+    inputs = make(shape[2], batch=3, time_steps=20, seed=7) * (2 if encoding == "current" else 1)
+    with torch.no_grad():
+        equilibrium = model.network.equilibrium(inputs)
+        logits = model(inputs)
+    names = list(spec.populations)
+    total_spikes = 0.0
+    for sample in range(3):
+        frames = inputs[:, sample].reshape(20, -1).numpy()
+        counts, expected_logits = simulate_netspec(spec, frames)
+        for name, model_counts in zip(names, equilibrium.simulation.spike_counts):
+            np.testing.assert_array_equal(counts[name], model_counts[sample].reshape(-1).numpy())
+            total_spikes += counts[name].sum()
+        np.testing.assert_allclose(expected_logits, logits[sample].numpy(), rtol=1e-10, atol=1e-10)
+    assert total_spikes > 0
+
+
+def test_netspec_folds_batch_norm_and_uses_effective_feedback():
+    model = trained_model(DENSE, 1.0)
+    spec = to_netspec(model, IDEConfig(layer_widths=DENSE[1]), DENSE[2], "current", 5)
+    network = model.network
+    norm = network.input_norm
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    (input_connection,) = [c for c in spec.connections if c.source == netspec.INPUT]
+    np.testing.assert_allclose(input_connection.synapse.weight, (scale[:, None] * network.input_weight).detach())
+    folded_bias = scale * (network.input_bias - norm.running_mean) + norm.bias
+    np.testing.assert_allclose(spec.populations["layer0"].bias, folded_bias.detach())
+    (feedback,) = [c for c in spec.connections if c.source == "layer0"]
+    np.testing.assert_allclose(feedback.synapse.weight, network.feedback().detach())
+    # The bound holds up to the power iteration's lag (one iteration per training forward) after SGD moved W.
+    assert np.linalg.norm(feedback.synapse.weight, 2) <= 1.0 + 1e-3
+    assert spec.populations["layer0"].threshold == 2.0 and spec.populations["layer0"].reset_potential == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- 5. memory in T
+def ide_loss(model: IDENetwork, time_steps: int, bptt: bool = False):
+    """A zero-argument training loss of one mini-batch of T steps (IDE, or BPTT through the same network)."""
+    images = constant_input((1, 8, 8), batch=32, time_steps=1)[0].float()
+    inputs = images.unsqueeze(0).expand(time_steps, *images.shape)
+    targets = torch.arange(32) % 5
+
+    def loss() -> torch.Tensor:
+        model.zero_grad(set_to_none=True)
+        logits = bptt_logits(model.network, inputs) if bptt else model(inputs)
+        return functional.cross_entropy(logits, targets)
+
+    return loss
+
+
+def test_autograd_memory_does_not_grow_with_time_steps():
+    # Tolerance 0: every backward makes all 30 solver iterations, so the solver's buffers do not depend on how fast
+    # it converged for this T's rates.
+    config = IDEConfig(layer_widths=(64,), tolerance=0.0)
+    model = build(config, (1, 8, 8), 5, 5, torch.Generator().manual_seed(0)).train()
+    # The graph IDE keeps for backward: one evaluation of f, whatever T (bytes identical).
+    saved = {steps: _saved_tensor_bytes(ide_loss(model, steps)) for steps in (5, 50)}
+    assert saved[5] == saved[50]
+    # Peak tensor memory of forward + backward (the solver's buffers included) is flat in T too.
+    peak = {steps: _peak_memory_bytes(lambda steps=steps: ide_loss(model, steps)().backward(), torch.device("cpu"))
+            for steps in (5, 50)}
+    assert peak[50] <= 1.1 * peak[5]
+    # The same measures see BPTT's graph grow with T (so the IDE result is not a blind spot of the measure).
+    bptt = {steps: _saved_tensor_bytes(ide_loss(model, steps, bptt=True)) for steps in (5, 50)}
+    assert bptt[50] > 5 * bptt[5]
+    assert bptt[50] > 5 * saved[50]
+
+
+# ---------------------------------------------------------------------------------------------- the network
+def test_dropout_mask_is_fixed_over_time_and_redrawn_per_batch():
+    model, _ = make_model(("fc", (200,), (1, 4, 4)), dropout=0.5, batch_norm=False)
+    model.train()
+    network = model.network
+    inputs = constant_input((1, 4, 4), batch=4, time_steps=20) + 1
+    drive = network.input_drive(inputs[0])
+    first, second = network.operators(drive), network.operators(drive)
+    assert not torch.equal(first.masks[0], second.masks[0])
+    assert {float(v) for v in first.masks[0].unique()} == {0.0, 2.0}
+    simulation = network.simulate(inputs, first, network.input_current(drive, first))
+    # A neuron whose input and feedback are both dropped gets no current at any step, so it never fires.
+    silent = (first.masks[0] == 0) & (first.masks[1] == 0)
+    assert silent.any()
+    assert torch.all(simulation.spike_counts[0][silent] == 0)
+    assert simulation.spike_counts[0][~silent].sum() > 0
+
+
+def test_rates_are_the_lambda_weighted_average_of_the_spikes():
+    model, _ = make_model(DENSE_MULTI, leak=0.8, dropout=0.0)
+    model.eval()
+    network = model.network
+    inputs = constant_input(DENSE_MULTI[2], batch=3, time_steps=15) * 3
+    trains: list[torch.Tensor] = []
+
+    def recording(shifted_voltage: torch.Tensor) -> torch.Tensor:
+        spikes = heaviside(shifted_voltage)
+        trains.append(spikes)
+        return spikes
+
+    drive = network.input_drive(inputs[0])
+    operators = network.operators(drive)
+    with torch.no_grad():
+        simulation = network.simulate(inputs, operators, network.input_current(drive, operators), recording)
+    layers = len(DENSE_MULTI[1])
+    for index in range(layers):
+        train = torch.stack(trains[index::layers])
+        torch.testing.assert_close(simulation.rates[index], weighted_rate(train, 0.8))
+        torch.testing.assert_close(simulation.spike_counts[index], train.sum(0))
+    assert simulation.spike_counts[-1].sum() > 0
+
+
+@pytest.mark.parametrize("shape", [DENSE, CONV], ids=["dense", "conv"])
+@pytest.mark.parametrize("scale", [3.0, 0.4])
+def test_feedback_spectral_norm_is_clamped_to_the_bound(shape, scale):
+    model, _ = make_model(shape)
+    feedback = model.network.feedback
+    with torch.no_grad():
+        feedback.scale.fill_(scale)
+    feedback.train()
+    for _ in range(200):  # one power iteration per training forward
+        weight = feedback()
+    norm = torch.linalg.matrix_norm(weight.detach().flatten(1), 2)
+    assert float(norm) == pytest.approx(min(scale, 1.0), rel=1e-6)
+
+
+def test_eval_forward_is_deterministic_and_leaves_statistics_alone():
+    model, _ = make_model(CONV)
+    model.eval()
+    inputs = constant_input(CONV[2], batch=3, time_steps=10)
+    before = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs), model(inputs), rtol=0, atol=0)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_model_survives_deepcopy_and_ddp_single_process():
+    import torch.distributed as dist
+
+    model, _ = make_model(DENSE)
+    twin = copy.deepcopy(model)
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised in this process")
+    store = dist.HashStore()
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        parallel = torch.nn.parallel.DistributedDataParallel(model)
+        parallel.train()
+        twin.train()
+        inputs = constant_input(DENSE[2], batch=4, time_steps=10)
+        targets = torch.tensor([0, 1, 2, 3])
+        functional.cross_entropy(parallel(inputs), targets).backward()
+        functional.cross_entropy(twin(inputs), targets).backward()
+    finally:
+        dist.destroy_process_group()
+    for (name, mine), theirs in zip(model.named_parameters(), twin.parameters()):
+        assert mine.grad is not None, name
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-9, atol=1e-12, msg=name)
+    assert isinstance(to_netspec(parallel, IDEConfig(layer_widths=DENSE[1]), DENSE[2], "current", 10),
+                      netspec.NetSpec)
+
+
+def test_input_shape_and_config_errors_name_the_problem():
+    model, _ = make_model(DENSE)
+    with pytest.raises(ValueError, match=r"\(T, B, \*\(1, 4, 4\)\)"):
+        model(torch.zeros(5, 2, 1, 4, 5, dtype=torch.float64))
+    with pytest.raises(ConfigError, match="architecture"):
+        IDEConfig(architecture="rnn")
+    with pytest.raises(ConfigError, match="leak"):
+        IDEConfig(leak=1.5)
+    with pytest.raises(ConfigError, match="solver"):
+        IDEConfig(solver="iter")
+    with pytest.raises(ConfigError, match="input"):
+        build(IDEConfig(architecture="conv"), (64,), 10, 5, torch.Generator())
+
+
+# ---------------------------------------------------------------------------------------------- the method
+def test_method_is_registered_with_the_reference_recipe():
+    assert get_method("ide") is METHOD
+    assert METHOD.model_config is IDEConfig
+    defaults = METHOD.training_defaults
+    assert (defaults["optimizer"], defaults["learning_rate"], defaults["momentum"], defaults["weight_decay"]) == (
+        "sgd", 0.05, 0.9, 5e-4)
+
+
+@pytest.mark.parametrize("name", ["digits", "fashion-mnist", "mnist5k", "nmnist-synth"])
+def test_presets_hold_valid_keys(name):
+    allowed = {"epochs", "batch_size", "time_steps", "optimizer", "learning_rate", "momentum", "weight_decay",
+               "milestones", "gamma", "warmup_iterations", "encoding", "model"}
+    values = yaml.safe_load((CONFIGS / f"ide-{name}.yaml").read_text())
+    assert set(values) <= allowed
+    model = {key: tuple(v) if isinstance(v, list) else v for key, v in values["model"].items()}
+    config = IDEConfig(**model)
+    expected = {"digits": ("fc", 5), "fashion-mnist": ("fc", 5), "mnist5k": ("conv", 30), "nmnist-synth": ("conv", 30)}
+    assert (config.architecture, values["time_steps"]) == expected[name]
+    if name != "digits":
+        assert (values["epochs"], values["batch_size"], values["milestones"]) == (100, 128, [30, 60, 90])
+
+
+def test_learns_digits_quickly():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x_train, x_test, y_train, y_test = train_test_split(digits.images / 16.0, digits.target, test_size=360,
+                                                        stratify=digits.target, random_state=0)
+    x_train = torch.tensor(x_train, dtype=torch.float32).unsqueeze(1)
+    x_test = torch.tensor(x_test, dtype=torch.float32).unsqueeze(1)
+    y_train, y_test = torch.tensor(y_train), torch.tensor(y_test)
+    generator = torch.Generator().manual_seed(0)
+    model = build(IDEConfig(layer_widths=(200,)), (1, 8, 8), 10, 5, generator)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    for _ in range(4):
+        order = torch.randperm(len(x_train), generator=generator)
+        for start in range(0, len(order), 128):
+            batch = order[start:start + 128]
+            inputs = x_train[batch].unsqueeze(0).expand(5, *x_train[batch].shape)
+            optimizer.zero_grad()
+            functional.cross_entropy(model(inputs), y_train[batch]).backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(x_test.unsqueeze(0).expand(5, *x_test.shape)).argmax(1) == y_test).float().mean()
+    assert float(accuracy) >= 0.9
+    assert math.isfinite(float(model.network.feedback.scale))

@@ -1,0 +1,379 @@
+"""NetSpec → Lava: spike parity with the reference simulator (float and bit-accurate fixed point, fused, batched
+and plain graphs), backends, bad inputs, the netx path, and that no Lava OS process outlives a run."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import _thread
+import multiprocessing.resource_tracker
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as functional
+from lavaflow.deploy.quantize import quantize
+from lavaflow.deploy.run_config import run_config
+from lavaflow.models.errors import BackendError, DataError, NetSpecError
+from lavaflow.models.netspec import (
+    Connection,
+    Conv,
+    CubaNeurons,
+    Dense,
+    Input,
+    NetSpec,
+    Readout,
+    SoftResetNeurons,
+)
+from lavaflow.models.reference import input_payload, simulate
+from lavaflow.pipeline.export import build_lava_graph, conv_matrix, run_lava, run_netx
+from lavaflow.pipeline.lava_session import LavaRunError, run_and_read
+from lavaflow.processes import dynamics
+
+LAVA_TIMEOUT = pytest.mark.timeout(120)
+
+
+def _spec(
+    seed: int,
+    *,
+    kind: str = "soft",
+    encoding: str = "current",
+    voltage_decay: float = 0.0,
+    rate_decay: float = 0.0,
+    time_steps: int = 12,
+) -> NetSpec:
+    """Input → hidden ⇄ out (dense input, feedback from out to hidden), random weights, thresholds and biases."""
+    rng = np.random.default_rng(seed)
+    n_in, hidden, out = 6, 8, 4
+
+    def neurons(size: int) -> SoftResetNeurons | CubaNeurons:
+        threshold = float(rng.choice([0.5, 1.0, 1.5]))
+        bias = rng.normal(0.0, 0.05, size)
+        if kind == "cuba":
+            current_decay = float(rng.choice([1.0, 0.5]))
+            return CubaNeurons(bias, threshold, current_decay=current_decay, voltage_decay=voltage_decay)
+        reset = float(rng.choice([0.0, -threshold]))
+        return SoftResetNeurons(bias, threshold, reset_potential=reset, voltage_decay=voltage_decay)
+
+    connections = (
+        Connection("input", "hidden", Dense(rng.normal(0.0, 0.8, (hidden, n_in))), 0),
+        Connection("hidden", "out", Dense(rng.normal(0.0, 0.8, (out, hidden))), 1),
+        Connection("out", "hidden", Dense(rng.normal(0.0, 0.5, (hidden, out))), 1),
+    )
+    readout = Readout("out", rng.normal(0.0, 1.0, (3, out)), rng.normal(0.0, 0.1, 3), rate_decay)
+    return NetSpec(
+        Input((n_in,), encoding), {"hidden": neurons(hidden), "out": neurons(out)}, connections, readout, time_steps
+    )
+
+
+def _inputs(spec: NetSpec, num_samples: int, seed: int) -> np.ndarray:
+    """(T, N, n_in): constant intensities (current), Bernoulli spikes (rate) or small event counts (events)."""
+    rng = np.random.default_rng(seed)
+    shape = (spec.time_steps, num_samples, *spec.input.shape)
+    if spec.input.encoding == "current":
+        return np.broadcast_to(rng.random(shape[1:]), shape).copy()
+    if spec.input.encoding == "rate":
+        return (rng.random(shape) < 0.4).astype(np.uint8)
+    return rng.integers(0, 4, size=shape).astype(np.float64)
+
+
+def _children() -> set[int]:
+    """Process ids whose parent is this test process (from /proc; psutil is not a dependency)."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.add(int(entry))
+    return found
+
+
+@pytest.fixture
+def no_leftover_processes():
+    """Fail if a Lava OS process (or its shared-memory manager) is still a child of this process afterwards."""
+    multiprocessing.resource_tracker.ensure_running()  # Python's tracker lives as long as we do; count it as "before"
+    before = _children()
+    yield
+    deadline = time.monotonic() + 5.0
+    while _children() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _children() - before == set()
+
+
+# ------------------------------------------------------------------------------------------ parity
+CASES = [
+    pytest.param({"kind": "soft"}, id="IF"),
+    pytest.param({"kind": "soft", "voltage_decay": 0.2, "rate_decay": 0.2}, id="LIF"),
+    pytest.param({"kind": "cuba", "voltage_decay": 0.1}, id="CUBA"),
+]
+
+
+@LAVA_TIMEOUT
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize(("fused", "batch_size"), [(True, 3), (False, 1)], ids=["fused-batched", "plain"])
+def test_lava_float_spikes_equal_the_reference_for_every_sample(case: dict, fused: bool, batch_size: int) -> None:
+    spec = _spec(11, **case)
+    inputs = _inputs(spec, 5, seed=1)
+    reference = simulate(spec, inputs)
+
+    result = run_lava(spec, inputs, backend="lava-float", fused=fused, batch_size=batch_size)
+
+    np.testing.assert_array_equal(result.counts["out"], reference.counts["out"])
+    np.testing.assert_allclose(result.logits, reference.logits, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(result.predictions, reference.predictions)
+    assert reference.counts["out"].sum() > 0
+
+
+@LAVA_TIMEOUT
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize(("fused", "batch_size"), [(True, 2), (False, 1)], ids=["fused-batched", "plain"])
+def test_lava_fixed_spikes_equal_the_reference_bit_for_bit(case: dict, fused: bool, batch_size: int) -> None:
+    spec = _spec(12, **case)
+    fixed, _ = quantize(spec)
+    inputs = _inputs(spec, 5, seed=2)
+    reference = simulate(fixed, inputs)
+
+    result = run_lava(fixed, inputs, backend="lava-fixed", fused=fused, batch_size=batch_size)
+
+    np.testing.assert_array_equal(result.counts["out"], reference.counts["out"])
+    np.testing.assert_array_equal(result.predictions, reference.predictions)
+    assert reference.counts["out"].sum() > 0
+
+
+@LAVA_TIMEOUT
+@pytest.mark.parametrize("backend", ["lava-float", "lava-fixed"])
+@pytest.mark.parametrize("encoding", ["rate", "events"])
+def test_spike_and_event_inputs_match_the_reference(backend: str, encoding: str) -> None:
+    """Rate input travels as binary spikes (0 message bits), event counts as graded payloads (8 bits)."""
+    spec = _spec(13, encoding=encoding, time_steps=10)
+    inputs = _inputs(spec, 4, seed=3)
+    simulated = spec if backend == "lava-float" else quantize(spec)[0]
+
+    result = run_lava(simulated, inputs, backend=backend, batch_size=4)
+
+    np.testing.assert_array_equal(result.counts["out"], simulate(simulated, inputs).counts["out"])
+
+
+def _counts_of(graph_spec, payloads: np.ndarray, backend: str, *, fused: bool, batch_size: int, record: str):
+    graph = build_lava_graph(graph_spec, payloads, fused=fused, batch_size=batch_size, record=record)
+    config = run_config(backend, select_sub_proc_model=not fused)
+    counts = run_and_read(graph.sink, graph.num_steps, config, graph.sink.counts.get, timeout_s=60).value
+    return counts[: graph.num_samples]
+
+
+@LAVA_TIMEOUT
+@pytest.mark.parametrize("backend", ["lava-float", "lava-fixed"])
+def test_hidden_population_of_fused_batched_and_plain_graphs_agree_with_the_reference(backend: str) -> None:
+    spec = _spec(14, kind="soft", voltage_decay=0.1)
+    inputs = _inputs(spec, 5, seed=4)
+    simulated = spec if backend == "lava-float" else quantize(spec)[0]
+    reference = simulate(simulated, inputs).counts["hidden"]
+    values = inputs if backend == "lava-float" else input_payload(simulated, inputs)
+    payloads = values.reshape(spec.time_steps, 5, -1).transpose(1, 0, 2)
+
+    fused = _counts_of(simulated, payloads, backend, fused=True, batch_size=4, record="hidden")
+    plain = _counts_of(simulated, payloads, backend, fused=False, batch_size=1, record="hidden")
+
+    np.testing.assert_array_equal(fused, plain)
+    np.testing.assert_array_equal(fused, reference)
+    assert reference.sum() > 0
+
+
+# ------------------------------------------------------------------------------------------ convolutions
+def test_conv_matrix_equals_torch_conv2d() -> None:
+    rng = np.random.default_rng(6)
+    conv = Conv(rng.normal(size=(3, 2, 3, 3)), input_shape=(2, 7, 6), stride=(2, 1), padding=(1, 2))
+    image = rng.normal(size=(2, 7, 6))
+
+    flat = conv_matrix(conv.weight, conv) @ image.reshape(-1)
+
+    expected = functional.conv2d(
+        torch.from_numpy(image)[None], torch.from_numpy(conv.weight), stride=conv.stride, padding=conv.padding
+    )
+    np.testing.assert_allclose(flat, expected.numpy().reshape(-1), rtol=0, atol=1e-12)
+
+
+@LAVA_TIMEOUT
+def test_conv_network_matches_the_reference() -> None:
+    rng = np.random.default_rng(7)
+    conv = Conv(rng.normal(0.0, 0.6, (2, 1, 3, 3)), input_shape=(1, 6, 6), stride=(1, 1), padding=(1, 1))
+    populations = {
+        "conv": SoftResetNeurons(np.zeros(72), 1.0, shape=(2, 6, 6)),
+        "out": SoftResetNeurons(np.zeros(3), 1.0),
+    }
+    connections = (
+        Connection("input", "conv", conv, 0),
+        Connection("conv", "out", Dense(rng.normal(0.0, 0.4, (3, 72))), 1),
+    )
+    spec = NetSpec(Input((1, 6, 6), "current"), populations, connections, Readout("out", np.eye(3), np.zeros(3)), 8)
+    inputs = np.broadcast_to(rng.random((3, 1, 6, 6)), (8, 3, 1, 6, 6)).copy()
+
+    result = run_lava(spec, inputs, backend="lava-float", batch_size=3)
+
+    np.testing.assert_array_equal(result.counts["out"], simulate(spec, inputs).counts["out"])
+    assert result.counts["out"].sum() > 0
+
+
+def test_only_one_step_delays_are_exported() -> None:
+    spec = _spec(15)
+    slow = NetSpec(
+        spec.input,
+        spec.populations,
+        (*spec.connections[:2], Connection("out", "hidden", spec.connections[2].synapse, 2)),
+        spec.readout,
+        spec.time_steps,
+    )
+    with pytest.raises(NetSpecError, match="delay of 2 steps"):
+        build_lava_graph(slow, np.zeros((1, slow.time_steps, 6)), fused=True, batch_size=1)
+
+
+# ------------------------------------------------------------------------------------------ backends and inputs
+def test_loihi2_without_lava_loihi_explains_what_to_do() -> None:
+    from lava.utils import loihi
+
+    if loihi.is_installed():
+        pytest.skip("lava-loihi is installed here")
+    with pytest.raises(BackendError, match="lava-loihi") as raised:
+        run_config("loihi2")
+    assert "INRC" in str(raised.value)
+    assert "lava-fixed" in str(raised.value)
+    with pytest.raises(BackendError, match="lava-loihi"):
+        run_lava(_spec(1), _inputs(_spec(1), 1, 0), backend="loihi2")
+
+
+def test_unknown_backend_lists_the_choices() -> None:
+    with pytest.raises(BackendError, match="lava-float, lava-fixed, loihi2"):
+        run_config("lava-double")
+
+
+def test_float_backend_refuses_a_fixed_spec() -> None:
+    spec = _spec(2)
+    with pytest.raises(BackendError, match="FixedNetSpec"):
+        run_lava(quantize(spec)[0], _inputs(spec, 1, 0), backend="lava-float")
+
+
+@pytest.mark.parametrize("backend", ["lava-float", "lava-fixed"])
+def test_inputs_of_the_wrong_shape_are_refused_before_lava_starts(backend: str) -> None:
+    spec = _spec(3)
+    with pytest.raises(DataError, match=r"\(12, 'N', 6\)|\(12, 'B', 6\)"):
+        run_lava(spec, np.zeros((12, 2, 7)), backend=backend)
+    with pytest.raises(DataError, match="shape"):
+        run_lava(spec, np.zeros((11, 2, 6)), backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["lava-float", "lava-fixed"])
+def test_nan_inputs_are_refused(backend: str) -> None:
+    spec = _spec(4)
+    inputs = _inputs(spec, 2, 0)
+    inputs[3, 1, 2] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        run_lava(spec, inputs, backend=backend)
+
+
+# ------------------------------------------------------------------------------------------ failures clean up
+@LAVA_TIMEOUT
+def test_an_exception_in_a_process_model_stops_every_lava_process(
+    monkeypatch: pytest.MonkeyPatch, no_leftover_processes: None
+) -> None:
+    def failing(self, state, a_in) -> None:  # runs in the forked process model (fork copies the patch)
+        raise RuntimeError("injected failure in integrate")
+
+    monkeypatch.setattr(dynamics.SoftResetFloat, "integrate", failing)
+    spec = _spec(5)
+    with pytest.raises(LavaRunError, match="injected failure in integrate"):
+        run_lava(spec, _inputs(spec, 2, 0), backend="lava-float", fused=False, timeout_s=60)
+
+
+@LAVA_TIMEOUT
+def test_a_hung_run_times_out_and_stops_every_lava_process(
+    monkeypatch: pytest.MonkeyPatch, no_leftover_processes: None
+) -> None:
+    def stuck(self, state, a_in) -> None:
+        time.sleep(3600)
+
+    monkeypatch.setattr(dynamics.SoftResetFloat, "integrate", stuck)
+    spec = _spec(6)
+    started = time.monotonic()
+    with pytest.raises(LavaRunError, match="did not finish within 2 s"):
+        run_lava(spec, _inputs(spec, 2, 0), backend="lava-float", timeout_s=2)
+    assert time.monotonic() - started < 30
+
+
+@LAVA_TIMEOUT
+def test_ctrl_c_during_a_run_stops_every_lava_process(
+    monkeypatch: pytest.MonkeyPatch, no_leftover_processes: None
+) -> None:
+    original = dynamics.SoftResetFloat.integrate
+
+    def slow(self, state, a_in) -> None:
+        time.sleep(0.01)
+        original(self, state, a_in)
+
+    monkeypatch.setattr(dynamics.SoftResetFloat, "integrate", slow)
+    spec = _spec(7)
+    timer = threading.Timer(1.5, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_lava(spec, _inputs(spec, 200, 0), backend="lava-float", batch_size=1)
+    finally:
+        timer.cancel()
+
+
+@LAVA_TIMEOUT
+def test_a_successful_run_leaves_no_process_behind(no_leftover_processes: None) -> None:
+    spec = _spec(8)
+    result = run_lava(spec, _inputs(spec, 3, 0), backend="lava-fixed", batch_size=2)
+    assert result.counts["out"].shape == (3, 4)
+
+
+# ------------------------------------------------------------------------------------------ netx
+@pytest.mark.timeout(300)
+def test_netx_network_matches_slayers_forward_pass(tmp_path: Path) -> None:
+    """A bias-free two-layer slayer CUBA network: netx under fixed_pt counts the same output spikes as slayer."""
+    import h5py
+    from lava.lib.dl import slayer
+
+    torch.manual_seed(0)
+    neuron = {"threshold": 1.0, "current_decay": 0.5, "voltage_decay": 0.1, "requires_grad": False}
+    blocks = [  # a fresh dict per block: slayer's blocks may write into it (research/lava.md §4.1)
+        slayer.block.cuba.Dense(dict(neuron), 8, 12, weight_scale=2, weight_norm=False),
+        slayer.block.cuba.Dense(dict(neuron), 12, 5, weight_scale=2, weight_norm=False),
+    ]
+    rng = np.random.default_rng(0)
+    time_steps, num_samples = 10, 4
+    spikes = (rng.random((num_samples, 8, time_steps)) < 0.4).astype(np.float32)
+    padded = np.concatenate([spikes, np.zeros((num_samples, 8, len(blocks)), np.float32)], axis=2)  # NCT
+    with torch.no_grad():
+        output = torch.from_numpy(padded)
+        for block in blocks:
+            output = block(output)
+    expected = output.sum(-1).numpy()
+    path = tmp_path / "network.net"  # exported after the forward pass, which sets the neurons' shape
+    with h5py.File(path, "w") as handle:
+        layers = handle.create_group("layer")
+        for index, block in enumerate(blocks):
+            block.export_hdf5(layers.create_group(str(index)))
+
+    result = run_netx(path, spikes.transpose(2, 0, 1), timeout_s=120)
+
+    np.testing.assert_array_equal(result.counts, expected)
+    assert expected.sum() > 0
+
+
+def test_netx_refuses_a_missing_or_corrupt_file(tmp_path: Path) -> None:
+    inputs = np.zeros((4, 1, 8))
+    with pytest.raises(NetSpecError, match="no such netx HDF5 file"):
+        run_netx(tmp_path / "absent.net", inputs)
+    corrupt = tmp_path / "corrupt.net"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(512))
+    with pytest.raises(NetSpecError, match="not a readable netx network"):
+        run_netx(corrupt, inputs)
