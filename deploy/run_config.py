@@ -6,6 +6,7 @@ import logging
 
 from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg, RunConfig
 from lava.utils import loihi
+
 from lavaflow.models.errors import BackendError
 
 # Backend name → the model tag Lava selects. floating_pt runs float parameters; fixed_pt the bit-accurate integer

@@ -23,6 +23,7 @@ simulates and evaluates f; the implicit gradient itself lives in ``pipeline.impl
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -215,9 +216,9 @@ class FeedbackSNN(nn.Module):
         self.feedback = SpectralNormWeight(unit_row_uniform((widths[0], widths[-1], *loop_kernel), generator),
                                            spectral_norm_bound, generator)
         self.layer_weights = nn.ParameterList(
-            [nn.Parameter(unit_row_uniform((widths[l], widths[l - 1], *loop_kernel), generator))
-             for l in range(1, len(widths))])
-        self.layer_biases = nn.ParameterList([nn.Parameter(torch.zeros(widths[l])) for l in range(1, len(widths))])
+            [nn.Parameter(unit_row_uniform((width, previous, *loop_kernel), generator))
+             for previous, width in itertools.pairwise(widths)])
+        self.layer_biases = nn.ParameterList([nn.Parameter(torch.zeros(width)) for width in widths[1:]])
         readout_in = math.prod(shapes[-1])
         bound = 1 / math.sqrt(readout_in)  # torch.nn.Linear's default init, drawn from our generator
         self.readout = nn.utils.skip_init(nn.Linear, readout_in, architecture.num_classes)
@@ -238,7 +239,8 @@ class FeedbackSNN(nn.Module):
         """F·x + b for one step of the input (B, *input_shape), before BatchNorm and dropout."""
         if self.architecture.kind == "conv":
             arch = self.architecture
-            return functional.conv2d(frame, self.input_weight, self.input_bias, stride=arch.stride, padding=arch.padding)
+            return functional.conv2d(frame, self.input_weight, self.input_bias, stride=arch.stride,
+                                     padding=arch.padding)
         return functional.linear(frame.flatten(1), self.input_weight, self.input_bias)
 
     def input_current(self, drive: Tensor, operators: LoopOperators) -> Tensor:
@@ -328,7 +330,7 @@ class FeedbackSNN(nn.Module):
             else:
                 input_current = constant_current
             currents = [input_current + self.feedback_current(spikes[-1], operators)]
-            currents += [self.layer_current(l, spikes[l - 1], operators) for l in range(1, len(shapes))]
+            currents += [self.layer_current(index, spikes[index - 1], operators) for index in range(1, len(shapes))]
             for index, current in enumerate(currents):
                 spikes[index], voltages[index] = soft_reset_step(current, voltages[index], self.neuron, spike_fn)
                 traces[index] = leak * traces[index] + spikes[index]  # r ← λ·r + s

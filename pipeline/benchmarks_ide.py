@@ -187,5 +187,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{step:>5} | {ide['seconds_per_batch']:>11.4f} {bptt['seconds_per_batch']:>12.4f} {time_ratio:>7.1f}x | "
             f"{ide['peak_memory_mib']:>8.1f} {bptt['peak_memory_mib']:>9.1f} {memory_ratio:>7.1f}x | "
             f"{ide['saved_tensor_mib']:>9.1f} {bptt['saved_tensor_mib']:>10.1f}")
-    lines.append(f"peak memory: {rows[0]['memory_method']} on {rows[0]['device']}; saved: autograd's saved tensors (MiB)")
+    lines.append(f"peak memory: {rows[0]['memory_method']} on {rows[0]['device']}; "
+                 "saved: autograd's saved tensors (MiB)")
     return "\n".join(lines)

@@ -65,6 +65,67 @@ def demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def simulate_command(args: argparse.Namespace) -> int:
+    from lavaflow.pipeline.rundir import RunDir
+    from lavaflow.pipeline.simulate import format_row, simulate_run
+
+    run_dir = RunDir.open(args.run_dir)
+    for backend in args.backend:
+        metrics = simulate_run(run_dir, backend, limit=args.limit, data=args.data, data_dir=args.data_dir,
+                               plain_graph=args.plain_graph)
+        print(format_row(backend, metrics))
+    return 0
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    from lavaflow.pipeline.benchmarks import run_benchmark
+
+    print(run_benchmark(args.name, quick=args.quick))
+    return 0
+
+
+def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
+    from lavaflow.pipeline.simulate import SIMULATE_BACKENDS
+
+    parser = subparsers.add_parser(
+        "simulate",
+        help="run a trained network on a backend (reference, Lava float, Lava fixed point)",
+        description=(
+            "Simulate the run dir's NetSpec on its test set and merge test_accuracy_<backend>, "
+            "spike_agreement_<backend> (samples whose output spike counts equal the reference simulator's in the "
+            "same precision) and samples_per_second_<backend> into metrics.json. Backends: torch (the reference "
+            "simulator, float64), lava-float and lava-fixed (Lava's CPU simulator; fixed point is quantised to "
+            "Loihi 2's bit widths and bit-accurate), loihi2 (needs Intel's lava-loihi)."
+        ),
+    )
+    parser.add_argument("run_dir", help="a run dir written by `lavaflow train`")
+    parser.add_argument("--backend", action="append", choices=SIMULATE_BACKENDS, required=True,
+                        help="backend to run (repeat the flag for several)")
+    parser.add_argument("--limit", type=int, default=None, help="simulate only the first N test samples")
+    parser.add_argument("--data", default=None, help="data set (default: the one the run was trained on)")
+    parser.add_argument("--data-dir", default=None, help="data directory (default: the run's, or $LAVAFLOW_DATA_DIR)")
+    parser.add_argument("--plain-graph", action="store_true",
+                        help="run the graph of Dense + neuron processes that targets Loihi (slow) instead of the "
+                             "fused, batched CPU model")
+    parser.set_defaults(handler=simulate_command)
+
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    from lavaflow.pipeline.benchmarks import BENCHMARKS
+
+    lines = "\n".join(f"  {name:<16} {entry.description}" for name, entry in BENCHMARKS.items())
+    parser = subparsers.add_parser(
+        "bench",
+        help="run a benchmark and print its figures side by side",
+        description="Run a benchmark and print its table.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"benchmarks:\n{lines}",
+    )
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="benchmark name")
+    parser.add_argument("--quick", action="store_true", help="a smaller, faster variant (for a first look)")
+    parser.set_defaults(handler=bench_command)
+
+
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -127,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_demo]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_simulate, _add_bench, _add_demo]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,10 +36,12 @@ from pathlib import Path
 
 import numpy as np
 from lava.magma.core.process.process import AbstractProcess
+
+from lavaflow.deploy.quantize import quantize
 from lavaflow.deploy.run_config import HARDWARE, SIMULATOR_TAGS, run_config
 from lavaflow.models.errors import BackendError, DataError, NetSpecError
 from lavaflow.models.fixed import FixedNetSpec, FixedPopulation
-from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons, Readout
+from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons
 from lavaflow.models.neurons import rate_normaliser
 from lavaflow.models.reference import check_fixed_spec, input_payload
 from lavaflow.pipeline.lava_session import run_and_read
@@ -125,7 +127,8 @@ def build_lava_graph(
         record: the population whose spikes the sink counts (default: the readout source).
 
     Raises:
-        NetSpecError: a connection delay other than one step, or a convolution too large to unroll.
+        NetSpecError: a connection delay other than one step, a convolution too large to unroll, or a FixedNetSpec
+            value outside its Lava bit width.
         DataError: payloads that do not match the spec.
         BackendError: a plain graph with batch_size ≠ 1.
     """
@@ -133,6 +136,8 @@ def build_lava_graph(
         raise BackendError("the plain (Loihi) graph steps one sample at a time; use batch_size=1 or fused=True")
     if batch_size < 1:
         raise BackendError(f"batch_size must be positive, got {batch_size}")
+    if isinstance(spec, FixedNetSpec):
+        check_fixed_spec(spec)  # before Lava could clip or truncate a value silently
     names = list(spec.populations)
     record = spec.readout.source if record is None else record
     if record not in spec.populations:
@@ -317,19 +322,15 @@ def run_lava(
             "run_lava simulates on the CPU; lavaflow's soft-reset neurons have no Loihi 2 microcode model, so run "
             "--backend lava-fixed for bit-accurate results and deploy netx bundles to the chip"
         )
-    fixed, payloads = _spec_and_payloads(spec, inputs, backend)
-    graph = build_lava_graph(fixed, payloads, fused=fused, batch_size=batch_size if fused else 1)
-    leak = 1.0 - fixed.readout.rate_decay
-
-    def read() -> tuple[np.ndarray, np.ndarray]:
-        counts = graph.sink.counts.get()  # one Var read each, after the last step (~20k values/s)
-        return counts, (counts if leak == 1.0 else graph.sink.weighted_counts.get())
-
+    simulated, payloads = _spec_and_payloads(spec, inputs, backend)
+    batch = min(batch_size, payloads.shape[0]) if fused else 1  # no window wider than the data
+    graph = build_lava_graph(simulated, payloads, fused=fused, batch_size=batch)
     started = time.perf_counter()
-    timed = run_and_read(graph.sink, graph.num_steps, config, read, timeout_s=timeout_s)
+    # The sink streams each window's counts to the host: one pass, not Var.get's ~20k values/s.
+    timed = run_and_read(graph.sink, graph.num_steps, config, graph.sink.receive_counts, timeout_s=timeout_s)
     seconds = time.perf_counter() - started
     counts, weighted = (values[: graph.num_samples] for values in timed.value)
-    return _summarise(fixed.readout, graph.record, counts, weighted, fixed.time_steps, seconds, timed.run_seconds)
+    return _summarise(simulated, graph.record, counts, weighted, seconds, timed.run_seconds)
 
 
 def _spec_and_payloads(
@@ -338,12 +339,9 @@ def _spec_and_payloads(
     """The spec to simulate and the source's payloads (N, T, n_input) for ``backend``."""
     if SIMULATOR_TAGS[backend] == "fixed_pt":
         if isinstance(spec, NetSpec):
-            from lavaflow.deploy.quantize import quantize  # the quantiser is only needed here
-
             spec, _ = quantize(spec)
         if not isinstance(spec, FixedNetSpec):
             raise BackendError(f"lava-fixed simulates a NetSpec or FixedNetSpec, got {type(spec).__name__}")
-        check_fixed_spec(spec)
         values = input_payload(spec, inputs)  # checks shape and range; the reference simulator sees the same
     else:
         if not isinstance(spec, NetSpec):
@@ -374,16 +372,17 @@ def check_inputs(spec: NetSpec | FixedNetSpec, inputs: np.ndarray) -> np.ndarray
 
 
 def _summarise(
-    readout: Readout,
+    spec: NetSpec | FixedNetSpec,
     record: str,
     counts: np.ndarray,
     weighted: np.ndarray,
-    time_steps: int,
     seconds: float,
     run_seconds: float,
 ) -> LavaResult:
+    """Rates, logits and predictions from the sink's sums, as models.reference computes them on the host."""
+    readout = spec.readout
     leak = 1.0 - readout.rate_decay
-    rates = weighted / rate_normaliser(time_steps, leak)
+    rates = weighted / rate_normaliser(spec.time_steps, leak)
     logits = rates @ readout.weight.astype(np.float64).T + readout.bias.astype(np.float64)
     return LavaResult(
         counts={record: np.rint(counts).astype(np.int64)},
@@ -418,7 +417,8 @@ def run_netx(
 
     Args:
         hdf5_path: the file slayer's ``export_hdf5`` wrote.
-        inputs: (T, N, *input_shape) integer payloads: 0/1 spikes (``input_message_bits`` 0) or graded values.
+        inputs: (T, N, *input_shape) integer payloads: 0/1 spikes (``input_message_bits`` 0) or graded values;
+            each step is flattened in C order onto netx's input port (whose shape is (x, y, f) for a conv input).
         input_message_bits: 0 for binary input spikes, 8 for graded payloads.
         timeout_s: kill the run and raise if it takes longer.
 
@@ -429,7 +429,12 @@ def run_netx(
     """
     network = _load_netx(Path(hdf5_path), input_message_bits)
     input_size = int(np.prod(network.inp.shape))
-    if not isinstance(inputs, np.ndarray) or inputs.ndim < 3 or int(np.prod(inputs.shape[2:])) != input_size:
+    if (
+        not isinstance(inputs, np.ndarray)
+        or inputs.ndim < 3
+        or 0 in inputs.shape[:2]
+        or int(np.prod(inputs.shape[2:])) != input_size
+    ):
         raise DataError(
             f"inputs have shape {getattr(inputs, 'shape', None)}; the netx network expects (T, N, {network.inp.shape})"
         )
@@ -459,9 +464,9 @@ def run_netx(
         network.out.flatten().connect(sink.a_in)
     started = time.perf_counter()
     timed = run_and_read(
-        sink, num_samples * window_steps, run_config("lava-fixed"), sink.counts.get, timeout_s=timeout_s
+        sink, num_samples * window_steps, run_config("lava-fixed"), sink.receive_counts, timeout_s=timeout_s
     )
-    return NetxResult(counts=np.rint(timed.value).astype(np.int64), seconds=time.perf_counter() - started)
+    return NetxResult(counts=np.rint(timed.value[0]).astype(np.int64), seconds=time.perf_counter() - started)
 
 
 def _load_netx(path: Path, input_message_bits: int, reset_interval: int | None = None) -> AbstractProcess:

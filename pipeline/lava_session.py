@@ -17,19 +17,21 @@ Only the OS processes this run started are touched: the runtime's own list of ac
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import RunConfig
-from lavaflow.models.errors import BackendError
 from threadpoolctl import threadpool_limits
+
+from lavaflow.models.errors import BackendError
 
 Result = TypeVar("Result")
 POLL_SECONDS = 0.02  # how often the watcher checks the OS processes
@@ -76,10 +78,9 @@ def run_and_read(
     Raises:
         LavaRunError: a process model raised or died, or the run timed out.
     """
-    os.environ["OMP_NUM_THREADS"] = "1"
     started = time.perf_counter()
     try:
-        with threadpool_limits(limits=1):  # set before Lava forks, so every process model inherits it
+        with _single_threaded():  # Lava forks its processes here, so each inherits the limits
             process.run(RunSteps(num_steps=num_steps, blocking=False), run_cfg)
         running = time.perf_counter()
         _wait(process, timeout_s)
@@ -90,6 +91,21 @@ def run_and_read(
         raise
     _stop(process)
     return Timed(result, running - started, finished - running)
+
+
+@contextlib.contextmanager
+def _single_threaded() -> Iterator[None]:
+    """One BLAS/OpenMP thread and OMP_NUM_THREADS=1 while Lava forks; the caller's settings come back after."""
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        if previous is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
 
 
 def _actors(process: AbstractProcess) -> list[multiprocessing.Process]:
@@ -173,15 +189,13 @@ def _kill(process: AbstractProcess) -> None:
         if actor.is_alive():
             actor.kill()
             multiprocessing.Process.join(actor)
-    infrastructure = getattr(runtime, "_messaging_infrastructure", None)
-    if infrastructure is not None:
-        try:
-            infrastructure.stop()  # joins the (now dead) actors and shuts the shared-memory manager down
-        except Exception:  # a cleanup path: whatever Lava's half-built runtime raises, keep releasing
+    for release in (getattr(runtime, "_messaging_infrastructure", None), getattr(runtime, "_watchdog_manager", None)):
+        if release is None:
+            continue
+        try:  # the infrastructure joins the (now dead) actors and shuts the shared-memory manager down
+            release.stop()
+        except Exception:  # a cleanup path: whatever a half-built Lava runtime raises, keep releasing
             pass
-    watchdog = getattr(runtime, "_watchdog_manager", None)
-    if watchdog is not None:
-        watchdog.stop()
     # Runtime.__del__ calls stop() while _is_started, which would block on the dead processes' channels.
     runtime._is_started = False
     runtime._is_running = False

@@ -80,14 +80,18 @@ class SoftResetFloat(NeuronArithmetic):
     state_names: ClassVar[tuple[str, ...]] = ("v",)
 
     def integrate(self, state: State, a_in: np.ndarray) -> None:
-        # ((1 − dv)·v + a_in) + bias: the reference simulator's order, so the float rounding agrees too.
-        state["v"][...] = (1.0 - self.dv) * state["v"] + a_in + self.bias
+        # ((1 − dv)·v + a_in) + bias in place: the reference simulator's order, so the float rounding agrees too.
+        voltage = state["v"]
+        if self.dv != 0.0:  # × 1.0 is exact; skip it for IF neurons
+            voltage *= 1.0 - self.dv
+        voltage += a_in
+        voltage += self.bias
 
     def fire(self, state: State) -> np.ndarray:
         return state["v"] >= self.vth  # ≥, not Lava's >: see the module docstring
 
     def reset(self, state: State, spikes: np.ndarray) -> None:
-        state["v"][...] = np.where(spikes, state["v"] - (self.vth - self.v_reset), state["v"])
+        state["v"] -= spikes * (self.vth - self.v_reset)  # v − 0.0 is exactly v where nothing fired
 
 
 @dataclass(frozen=True)
@@ -102,14 +106,18 @@ class CubaFloat(NeuronArithmetic):
     state_names: ClassVar[tuple[str, ...]] = ("u", "v")
 
     def integrate(self, state: State, a_in: np.ndarray) -> None:
-        state["u"][...] = (1.0 - self.du) * state["u"] + a_in
-        state["v"][...] = (1.0 - self.dv) * state["v"] + state["u"] + self.bias
+        current, voltage = state["u"], state["v"]  # in place, in Lava's order of operations
+        current *= 1.0 - self.du
+        current += a_in
+        voltage *= 1.0 - self.dv
+        voltage += current
+        voltage += self.bias
 
     def fire(self, state: State) -> np.ndarray:
         return state["v"] > self.vth
 
     def reset(self, state: State, spikes: np.ndarray) -> None:
-        state["v"][...] = np.where(spikes, 0.0, state["v"])
+        state["v"] *= ~spikes  # v·0 is ±0.0 where it fired (adds like 0 later); elsewhere v·1 is v
 
 
 # ------------------------------------------------------------------------------------------------ fixed

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.model.py.model import PyLoihiProcessModel
+
 from lavaflow.processes.dynamics import NeuronArithmetic, State
 
 FIRST_WINDOW_STEP = 1  # the step at which neurons restart (Lava's time_step starts at 1)

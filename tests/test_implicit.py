@@ -50,7 +50,7 @@ def test_parameter_gradient_equals_dense_implicit_solve(name, seed):
     record: list = []
     solver = get_solver(name, max_iterations=100, tolerance=1e-12)
     loss_of(implicit_backward(rate_map, rates, solver, record), readout, targets).backward()
-    for leaf, want in zip(leaves, expected):
+    for leaf, want in zip(leaves, expected, strict=True):
         torch.testing.assert_close(leaf.grad, want, rtol=1e-9, atol=1e-12)
     (result,) = record
     assert result.converged and result.residual.max() <= 1e-12

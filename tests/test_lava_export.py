@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as functional
+
 from lavaflow.deploy.quantize import quantize
 from lavaflow.deploy.run_config import run_config
 from lavaflow.models.errors import BackendError, DataError, NetSpecError
@@ -31,6 +32,7 @@ from lavaflow.models.netspec import (
     SoftResetNeurons,
 )
 from lavaflow.models.reference import input_payload, simulate
+from lavaflow.pipeline.benchmarks_lava import bench_lava_throughput, format_table
 from lavaflow.pipeline.export import build_lava_graph, conv_matrix, run_lava, run_netx
 from lavaflow.pipeline.lava_session import LavaRunError, run_and_read
 from lavaflow.processes import dynamics
@@ -335,6 +337,21 @@ def test_a_successful_run_leaves_no_process_behind(no_leftover_processes: None) 
     assert result.counts["out"].shape == (3, 4)
 
 
+# ------------------------------------------------------------------------------------------ benchmark
+@LAVA_TIMEOUT
+def test_throughput_benchmark_measures_every_graph_on_the_same_spikes() -> None:
+    rows = bench_lava_throughput(
+        inputs=8, hidden=16, outputs=4, time_steps=4, plain_samples=2, fused_samples=2, batched_samples=8, batch_size=4
+    )
+
+    assert [row.name for row in rows] == ["(a) plain", "(b) fused", "(c) fused + batched", "(d) numpy reference"]
+    assert [row.samples for row in rows] == [2, 2, 8, 8]
+    assert all(row.agreement == 1.0 for row in rows)
+    assert all(row.samples_per_second > 0 for row in rows)
+    table = format_table(rows)
+    assert table.splitlines()[2].startswith("(a) plain") and "100%" in table
+
+
 # ------------------------------------------------------------------------------------------ netx
 @pytest.mark.timeout(300)
 def test_netx_network_matches_slayers_forward_pass(tmp_path: Path) -> None:
@@ -342,12 +359,15 @@ def test_netx_network_matches_slayers_forward_pass(tmp_path: Path) -> None:
     import h5py
     from lava.lib.dl import slayer
 
-    torch.manual_seed(0)
     neuron = {"threshold": 1.0, "current_decay": 0.5, "voltage_decay": 0.1, "requires_grad": False}
     blocks = [  # a fresh dict per block: slayer's blocks may write into it (research/lava.md §4.1)
-        slayer.block.cuba.Dense(dict(neuron), 8, 12, weight_scale=2, weight_norm=False),
-        slayer.block.cuba.Dense(dict(neuron), 12, 5, weight_scale=2, weight_norm=False),
+        slayer.block.cuba.Dense(dict(neuron), 8, 12, weight_norm=False),
+        slayer.block.cuba.Dense(dict(neuron), 12, 5, weight_norm=False),
     ]
+    weights = np.random.default_rng(1)
+    for block in blocks:  # our own generator, not torch's global one
+        shape = block.synapse.weight.shape
+        block.synapse.weight.data = torch.from_numpy(weights.normal(0.0, 1.5, shape).astype(np.float32))
     rng = np.random.default_rng(0)
     time_steps, num_samples = 10, 4
     spikes = (rng.random((num_samples, 8, time_steps)) < 0.4).astype(np.float32)
@@ -367,6 +387,10 @@ def test_netx_network_matches_slayers_forward_pass(tmp_path: Path) -> None:
 
     np.testing.assert_array_equal(result.counts, expected)
     assert expected.sum() > 0
+    with pytest.raises(DataError, match="expects"):
+        run_netx(path, spikes.transpose(2, 0, 1)[:, :, :7])
+    with pytest.raises(DataError, match=r"integers in 0\.\.1"):
+        run_netx(path, 2 * spikes.transpose(2, 0, 1))
 
 
 def test_netx_refuses_a_missing_or_corrupt_file(tmp_path: Path) -> None:

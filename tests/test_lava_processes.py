@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lava.proc.dense.process import Dense
 from lava.proc.lif.process import LIF
+
 from lavaflow.deploy.run_config import run_config
 from lavaflow.pipeline.lava_session import run_and_read
 from lavaflow.processes import dynamics
@@ -28,9 +29,16 @@ BACKENDS = {"floating_pt": "lava-float", "fixed_pt": "lava-fixed"}
 LAVA_TIMEOUT = pytest.mark.timeout(120)
 
 
-def _counts(sink: SpikeCounter, backend: str, num_steps: int, *, sub_models: bool = False) -> np.ndarray:
-    config = run_config(backend, select_sub_proc_model=sub_models)
-    return run_and_read(sink, num_steps, config, sink.counts.get, timeout_s=60).value
+def _counts(sink: SpikeCounter, backend: str, num_steps: int) -> np.ndarray:
+    """Run the graph; return the sink's counts Var after checking that its host pipe streamed the same counts."""
+
+    def read() -> np.ndarray:
+        counts = sink.counts.get()
+        streamed, _ = sink.receive_counts()
+        np.testing.assert_array_equal(streamed, counts)
+        return counts
+
+    return run_and_read(sink, num_steps, run_config(backend), read, timeout_s=60).value
 
 
 # ------------------------------------------------------------------------------------------ model selection

@@ -12,6 +12,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.dense.process import Dense
 from lava.utils.weightutils import SignMode
+
 from lavaflow.processes.cuba.process import CubaLIF
 from lavaflow.processes.dynamics import (
     CubaFixed,
@@ -54,16 +55,19 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
             {name: np.zeros(shape, dtype=self.state_dtype) for name in arithmetic.state_names}
             for arithmetic, shape in zip(self.arithmetic, shapes, strict=True)
         ]
-        # Per target population, in projection order (the order in which Lava's InPort sums its Dense outputs).
-        self.incoming = [[p for p in projections if p.target == index] for index in range(len(populations))]
-        self.weights_t = {id(p): np.ascontiguousarray(np.asarray(p.weights, dtype=np.float64).T) for p in projections}
+        # Per target population, in projection order (the order in which Lava's InPort sums its Dense outputs),
+        # each with its weights transposed once: (B, n_source) @ (n_source, n_target).
+        self.incoming = [
+            [(p, np.ascontiguousarray(np.asarray(p.weights, dtype=np.float64).T)) for p in projections if p.target == i]
+            for i in range(len(populations))
+        ]
         self.previous_input = np.zeros((self.batch_size, self.input_size))
-        self.previous_spikes = [np.zeros(shape, dtype=bool) for shape in shapes]
+        self.previous_spikes = [np.zeros(shape) for shape in shapes]  # float64 0/1, ready for the matmuls
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
         raise NotImplementedError("neuron_arithmetic() is supplied by a concrete network model")
 
-    def synaptic_input(self, projection: Projection, source: np.ndarray) -> np.ndarray:
+    def synaptic_input(self, projection: Projection, weights_t: np.ndarray, source: np.ndarray) -> np.ndarray:
         """One projection's contribution to a_in, (B, n_target), from its source's previous payload (B, n_source)."""
         raise NotImplementedError("synaptic_input() is supplied by a concrete network model")
 
@@ -71,34 +75,37 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
         raise NotImplementedError("encode_spikes() is supplied by a concrete network model")
 
     def _source(self, projection: Projection) -> np.ndarray:
-        values = self.previous_input if projection.source == INPUT else self.previous_spikes[projection.source]
+        """What the projection's Dense received at the previous step, as float64 (B, n_source)."""
+        if projection.source != INPUT:
+            return self.previous_spikes[projection.source]  # already 0.0 / 1.0
         if projection.num_message_bits == 0:  # Lava's Dense casts binary payloads to bool (−1 counts as +1)
-            return values.astype(bool).astype(np.float64)
-        return values.astype(np.float64)
+            return (self.previous_input != 0).astype(np.float64)
+        return self.previous_input
 
     def run_spk(self) -> None:
-        payload = self.s_in.recv().reshape(self.batch_size, self.input_size)
+        payload = self.s_in.recv().reshape(self.batch_size, self.input_size).astype(np.float64)
         _, step = window_position(self.time_step, self.window_steps)
         if step == FIRST_WINDOW_STEP:
             for state, spikes in zip(self.states, self.previous_spikes, strict=True):
                 for values in state.values():
                     values[...] = 0
-                spikes[...] = False
+                spikes[...] = 0.0
             self.previous_input = payload
             self.s_out.send(self.encode_spikes(self.previous_spikes[self.output]).reshape(-1))
             return
         a_in = []
         for incoming, size in zip(self.incoming, self.sizes, strict=True):
-            total = np.zeros((self.batch_size, size), dtype=self.state_dtype)
-            for projection in incoming:
-                total += self.synaptic_input(projection, self._source(projection))
-            a_in.append(total)
+            total = None  # the first projection's array, then the others added in order (0 + a would be a too)
+            for projection, weights_t in incoming:
+                contribution = self.synaptic_input(projection, weights_t, self._source(projection))
+                total = contribution if total is None else np.add(total, contribution, out=total)
+            a_in.append(np.zeros((self.batch_size, size), dtype=self.state_dtype) if total is None else total)
         spikes = []
         for arithmetic, state, current in zip(self.arithmetic, self.states, a_in, strict=True):
             arithmetic.integrate(state, current)
             fired = arithmetic.fire(state)
             arithmetic.reset(state, fired)
-            spikes.append(fired)
+            spikes.append(fired.astype(np.float64))
         self.previous_spikes = spikes
         self.previous_input = payload
         self.s_out.send(self.encode_spikes(spikes[self.output]).reshape(-1))
@@ -121,8 +128,8 @@ class PySpikingNetworkModelFloat(AbstractPyNetworkModel):
             )
         return CubaFloat(vth=float(population.vth), du=float(population.du), dv=float(population.dv), bias=bias)
 
-    def synaptic_input(self, projection: Projection, source: np.ndarray) -> np.ndarray:
-        return source @ self.weights_t[id(projection)]
+    def synaptic_input(self, projection: Projection, weights_t: np.ndarray, source: np.ndarray) -> np.ndarray:
+        return source @ weights_t
 
     def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
         return spikes.astype(np.float64)
@@ -151,8 +158,8 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
             )
         return CubaFixed(vth=int(population.vth), du=int(population.du), dv=int(population.dv), bias=bias)
 
-    def synaptic_input(self, projection: Projection, source: np.ndarray) -> np.ndarray:
-        accumulated = np.rint(source @ self.weights_t[id(projection)]).astype(np.int64)
+    def synaptic_input(self, projection: Projection, weights_t: np.ndarray, source: np.ndarray) -> np.ndarray:
+        accumulated = np.rint(source @ weights_t).astype(np.int64)
         exponent = int(projection.weight_exp)
         return accumulated << exponent if exponent >= 0 else accumulated >> -exponent
 

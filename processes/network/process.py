@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
+
 from lavaflow.processes.topology import Population, Projection, check_topology
 from lavaflow.processes.window import check_window_steps
 

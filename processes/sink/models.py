@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
-from lava.magma.core.model.py.ports import PyInPort
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
 from lavaflow.processes.sink.process import SpikeCounter
 from lavaflow.processes.window import window_position
 
@@ -17,9 +18,11 @@ from lavaflow.processes.window import window_position
 @requires(CPU)
 @tag("floating_pt", "fixed_pt")
 class PySpikeCounterModel(PyLoihiProcessModel):
-    """Accumulates counts[w·B:(w+1)·B] += s and weighted_counts ← λ·weighted_counts + s per counted step."""
+    """Accumulates counts[w·B:(w+1)·B] += s and weighted_counts ← λ·weighted_counts + s per counted step, and
+    sends the window's rows to the host pipe at its last step."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    window_counts: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     counts: np.ndarray = LavaPyType(np.ndarray, float)
     weighted_counts: np.ndarray = LavaPyType(np.ndarray, float)
 
@@ -41,3 +44,5 @@ class PySpikeCounterModel(PyLoihiProcessModel):
         self.counts[rows] += values
         self.weighted_counts[rows] *= self.leak
         self.weighted_counts[rows] += values
+        if step == self.window_steps:
+            self.window_counts.send(np.stack([self.counts[rows].reshape(-1), self.weighted_counts[rows].reshape(-1)]))

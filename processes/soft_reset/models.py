@@ -8,6 +8,7 @@ from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
 from lavaflow.processes.dynamics import NeuronArithmetic, SoftResetFixed, SoftResetFloat, effective_bias
 from lavaflow.processes.soft_reset.process import SoftResetLIF
 from lavaflow.processes.window import AbstractWindowedNeuronModel

@@ -6,6 +6,7 @@ import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 from lava.magma.core.process.variable import Var
+
 from lavaflow.processes.window import check_window_steps
 
 

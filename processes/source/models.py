@@ -9,6 +9,7 @@ from lava.magma.core.model.py.ports import PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
 from lavaflow.processes.source.process import PayloadSource
 from lavaflow.processes.window import window_position
 

@@ -1,0 +1,61 @@
+"""``lavaflow bench NAME``: the benchmarks, each printing its figures side by side (never timed assertions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lavaflow.models.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    description: str
+    run: Callable[[bool], str]  # quick -> printed table
+
+
+def _ide_memory(quick: bool) -> str:
+    from lavaflow.pipeline.benchmarks_ide import bench_ide_memory, format_table
+
+    rows = bench_ide_memory((5, 30) if quick else (5, 30, 100), repeats=1 if quick else 3)
+    return format_table(rows)
+
+
+def _lava_throughput(quick: bool) -> str:
+    from lavaflow.pipeline.benchmarks_lava import bench_lava_throughput, format_table
+
+    if quick:
+        return format_table(bench_lava_throughput(plain_samples=8, batched_samples=1024, batch_size=256))
+    return format_table(bench_lava_throughput())
+
+
+def _ide_fmnist(quick: bool) -> str:
+    """IDE F400 IF T=5 on the full Fashion-MNIST with the spec's recipe (100 epochs; --quick: 3 epochs)."""
+    from lavaflow.pipeline.config import resolve_config
+    from lavaflow.pipeline.rundir import RunDir
+    from lavaflow.pipeline.training import train
+
+    config, model_config, method = resolve_config("ide", "fashion-mnist", flags={"epochs": 3 if quick else None})
+    run_dir = RunDir.create("runs/bench-ide-fmnist-quick" if quick else "runs/bench-ide-fmnist")
+    metrics = train(config, model_config, method, run_dir, resume=True)
+    history = run_dir.load_checkpoint()["history"]
+    lines = [f"IDE F400 IF T={config.time_steps} on Fashion-MNIST (run dir {run_dir.path}; resumable)",
+             f"{'epoch':>5} {'train acc':>10} {'test acc':>9} {'seconds':>8}"]
+    lines += [f"{h['epoch']:>5} {h['train_accuracy']:>10.2%} {h['test_accuracy']:>9.2%} {h['seconds']:>8.1f}"
+              for h in history]
+    lines.append(f"final test accuracy {metrics['test_accuracy']:.2%}, best {metrics['best_test_accuracy']:.2%}, "
+                 f"training {metrics['train_seconds'] / 60:.1f} min (paper: 90.04 % mean after 100 epochs)")
+    return "\n".join(lines)
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "ide-memory": Benchmark("peak memory and time per batch, IDE vs BPTT, T = 5, 30, 100", _ide_memory),
+    "lava-throughput": Benchmark("samples/s: plain Lava graph, fused, fused + batched, raw numpy", _lava_throughput),
+    "ide-fmnist": Benchmark("IDE F400 on full Fashion-MNIST, the paper's recipe, accuracy per epoch", _ide_fmnist),
+}
+
+
+def run_benchmark(name: str, quick: bool = False) -> str:
+    if name not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {name!r}; choose one of: {', '.join(sorted(BENCHMARKS))}")
+    return BENCHMARKS[name].run(quick)
