@@ -31,6 +31,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
 from lavaflow.models.errors import NetSpecError
 from lavaflow.models.fixed import (
     ACTIVATION_MAX,

@@ -49,6 +49,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from lavaflow.models.netspec import Conv, Input, Readout
 
 # Bit widths and shifts of Lava's bit-accurate LIF (lava/proc/lif/models.py) and Dense (lava/proc/dense/models.py).

@@ -24,7 +24,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import numpy as np
 
@@ -129,7 +129,7 @@ class CubaNeurons:
         return 1.0 - self.voltage_decay
 
 
-Neurons = Union[SoftResetNeurons, CubaNeurons]
+Neurons = SoftResetNeurons | CubaNeurons
 
 
 def _check_shape(neurons: Neurons) -> None:
@@ -191,7 +191,7 @@ class Conv:
         return int(np.prod(self.output_shape))
 
 
-Synapse = Union[Dense, Conv]
+Synapse = Dense | Conv
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as functional
+
 from lavaflow.models.errors import ConfigError, DataError, NetSpecError
 from lavaflow.models.fixed import (
     ACTIVATION_MAX,

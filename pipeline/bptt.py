@@ -11,6 +11,7 @@ The logits are ``readout_scale`` times the output layer's spike rate, so the Net
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ class SlayerNetwork(torch.nn.Module):
         self.config = config
         sizes = [input_size, *config.hidden, num_classes]
         blocks = []
-        for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for index, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
             neuron = {  # a fresh dict per block: slayer mutates the one it is given (research/lava.md §4.1)
                 "threshold": config.threshold,
                 "current_decay": config.current_decay,
@@ -110,7 +111,7 @@ def to_netspec(
     populations: dict[str, CubaNeurons] = {}
     connections = []
     source = INPUT
-    for index, (block, weight) in enumerate(zip(model.blocks, weights)):
+    for index, (block, weight) in enumerate(zip(model.blocks, weights, strict=True)):
         name = "output" if index == len(weights) - 1 else f"hidden{index}"
         neuron = block.neuron
         populations[name] = CubaNeurons(

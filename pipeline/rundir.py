@@ -88,7 +88,7 @@ class RunDir:
             return torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise LavaflowError(f"no checkpoint in {self.path}; train first or drop --resume") from None
-        except Exception as error:  # noqa: BLE001 - torch raises many kinds for a bad file
+        except Exception as error:
             raise LavaflowError(f"{path} is not a readable lavaflow checkpoint ({error})") from None
 
     # ---------------------------------------------------------------------------------------------- netspec

@@ -24,7 +24,7 @@ def test_help_lists_only_working_subcommands(capsys: pytest.CaptureFixture[str])
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    subcommands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    subcommands = set(build_parser()._subparsers._group_actions[0].choices)
     for name in subcommands:
         assert name in text
         with pytest.raises(SystemExit):

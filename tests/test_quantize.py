@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from lavaflow.deploy.quantize import dequantize, quantize
 from lavaflow.models.errors import NetSpecError
 from lavaflow.models.fixed import ACTIVATION_MAX, FixedConnection, FixedNetSpec, FixedPopulation

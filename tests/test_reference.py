@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from lavaflow.deploy.quantize import quantize
 from lavaflow.models.errors import ConfigError, DataError, NetSpecError
 from lavaflow.models.fixed import (
