@@ -9,18 +9,28 @@ The scheme, per population p (integer rules in models.fixed):
   keeps at least 7 significant bits. A finer scale would need e < 0 for that connection, whose right shift floors
   its W·x every step (a bias of −½ LSB per step); a coarser one wastes its bits.
 - The scale is coarsened only as far as the threshold, the reset subtraction (17 bits), the bias (13-bit
-  mantissa << up to 7) and the largest possible input require. That last bound makes fixed-point simulation
-  safe: payloads are never negative, so |a_in| is at most the larger of the positive and negative row sums of the
-  integer weights times the largest payload, and the scale is chosen so that this fits a_in's 18 bits. It is a
-  worst case, not a typical one: on 64 current-encoded inputs it costs the input weights about 3 bits, the price
-  of a guarantee that no data can overflow. If coarsening wipes out every weight of a connection, the network
-  cannot be represented (its topology would change) and NetSpecError says which value is at fault.
+  mantissa << up to 7, after the spike-preserving clip below) and the largest possible input require. That last
+  bound makes fixed-point simulation safe: payloads are never negative, so |a_in| is at most the larger of the
+  positive and negative row sums of the integer weights times the largest payload, and the scale is chosen so
+  that this fits a_in's 18 bits. It is a worst case, not a typical one: on 64 current-encoded inputs it costs the
+  input weights about 3 bits, the price of a guarantee that no data can overflow. If coarsening wipes out every
+  weight of a connection, the network cannot be represented (its topology would change) and NetSpecError says
+  which value is at fault.
 - Weights become even mantissas m = 2·round(w / (2·scale·2^e)) (Lava drops the LSB of mixed-sign weights), so the
   error is at most scale·2^e, half a step. Input connections quantise w·input_scale: one payload unit is
   input_scale intensity (current encoding: input_range/255) or one spike or event.
 - The mantissas stay in [−254, 254]: −256 would turn into −255 where Lava infers the inhibitory sign mode.
 - Decays become 12-bit: dv = round(voltage_decay·4096), CUBA du = round(current_decay·4096) − 1 (Lava adds 1),
   both clipped to 0..4095 and reported when clipped.
+- Soft-reset biases beyond what any input can counter are clipped, never allowed to coarsen the scale: where
+  the raw biases would coarsen it, every bias outside its neuron's spike-preserving range
+  (``spike_preserving_bias_range``) is clipped to the range's edge. Such a neuron never fires (b ≤ −P) or fires
+  at every step (b − N ≥ θ + λ·max(−u_rest, 0)) for every input within ``input_range``, before and after the
+  clip, so no spike changes; its integer bias is pushed past the same bound on the integer weights, so this
+  holds in fixed point too. The report counts these values as clipped and measures the bias error against the
+  clipped values. CUBA biases are not clipped: a float range exists (b ≤ −P·S never fires, b > θ + N·S fires at
+  every step, S = Σ_{k<T} (1 − current_decay)^k), but it depends on T, and Lava's current wraps mod 2^24 once
+  |u| passes 2^23, so it does not carry over to fixed point without a wrap analysis.
 
 The readout stays in float (it runs on the host from spike counts) and is copied unchanged.
 """
@@ -61,6 +71,9 @@ from lavaflow.models.netspec import (
 MANTISSA_LIMIT = 254  # the quantiser's symmetric even range [−254, 254] (see the module docstring)
 RESCALE = "Rescale the population (divide its threshold, reset potential, bias and incoming weights alike)."
 MAX_WEIGHT_EXP = 24  # beyond this, one weight would outweigh the 18-bit a_in range on its own
+INPUT_REASON = f"largest possible a_in (≤ {ACTIVATION_MAX}, 18 bits)"
+INPUT_ADVICE = "Lower input_range, or shrink the largest incoming weights (e.g. feedback) relative to the others."
+CLIP_MARGIN = 2.0**-20  # relative widening of the spike-preserving range (see spike_preserving_bias_range)
 
 
 @dataclass(frozen=True)
@@ -142,7 +155,9 @@ def quantize(spec: NetSpec, *, input_range: float = 1.0) -> tuple[FixedNetSpec, 
             is one event). Rate (0/1 spikes): ignored.
 
     Returns:
-        The FixedNetSpec and a report of the error introduced in every tensor.
+        The FixedNetSpec and a report of the error introduced in every tensor. Soft-reset biases that would
+        coarsen the scale are clipped to their spike-preserving range (``spike_preserving_bias_range``), which
+        changes no spike in float or fixed point; the report counts them as clipped and says so in its notes.
 
     Raises:
         NetSpecError: non-finite values, a bad ``input_range``, or a value that cannot be represented at any
@@ -150,25 +165,16 @@ def quantize(spec: NetSpec, *, input_range: float = 1.0) -> tuple[FixedNetSpec, 
             worst case spans more than 18 bits, a reset subtraction that rounds to zero).
     """
     _check_finite(spec)
-    if not (isinstance(input_range, (int, float)) and math.isfinite(input_range) and input_range > 0):
-        raise NetSpecError(f"input_range must be a positive finite number, got {input_range!r}")
-    input_scale = input_range / PAYLOAD_MAX if spec.input.encoding == "current" else 1.0
-    input_payload_max = {"current": PAYLOAD_MAX, "rate": 1, "events": max(1, math.floor(input_range))}
+    input_scale = _input_scale(spec, input_range)
     tensors: list[TensorError] = []
     notes: list[str] = []
     populations: dict[str, FixedPopulation] = {}
     connections: dict[int, FixedConnection] = {}
     exponents: dict[str, int] = {}
     for name, neurons in spec.populations.items():
-        inputs = []
-        for index, connection in enumerate(spec.connections):
-            if connection.target == name:
-                from_input = connection.source == INPUT
-                unit = input_scale if from_input else 1.0
-                payload_max = input_payload_max[spec.input.encoding] if from_input else 1
-                inputs.append(_Incoming(index, connection, _label(index, connection), unit, payload_max))
-        scale = _choose_scale(name, neurons, inputs, notes)
-        populations[name] = _quantize_neurons(name, neurons, scale, tensors)
+        inputs = _incoming(spec, name, input_range)
+        scale, bias = _choose_scale(name, neurons, inputs, notes)
+        populations[name] = _quantize_neurons(name, neurons, bias, inputs, scale, tensors)
         for incoming in inputs:
             fixed, error = _quantize_connection(incoming, scale)
             connections[incoming.index] = fixed
@@ -185,6 +191,45 @@ def quantize(spec: NetSpec, *, input_range: float = 1.0) -> tuple[FixedNetSpec, 
     )
     scales = {name: p.scale for name, p in populations.items()}
     return fixed_spec, QuantizationReport(tuple(tensors), scales, exponents, tuple(notes))
+
+
+def spike_preserving_bias_range(spec: NetSpec, *, input_range: float = 1.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per population, per neuron, the range [lower, upper] to which a bias can be clipped without changing a spike.
+
+    For soft-reset neurons (v ← λ·v + I + b;  s = [v ≥ θ];  v ← v − s·D,  D = θ − u_rest,  λ ∈ [0, 1]), let P and
+    N ≥ 0 bound the synaptic input of a neuron in every step, −N ≤ I ≤ P: P = Σ_c Σ_j max(W_cj, 0)·(largest payload
+    of c's source) in float units, N likewise with max(−W_cj, 0). Payloads are never negative, so these are the
+    bounds for every input within ``input_range`` (the quantiser's own input plan: current intensities in
+    [0, input_range], event counts up to ⌊input_range⌋, 0/1 spikes) and every spike train of the sources.
+
+    - Silent, b ≤ −P: then v ≤ 0 at every step. Induction: if the voltage left by step t − 1 is ≤ 0, so is
+      λ·v (λ ≥ 0), and the new v ≤ 0 + P + b ≤ 0 < θ: no spike, no reset, v stays ≤ 0. (θ = 0 would need v < 0,
+      which the margin below gives.) Any two biases ≤ −P thus give the same spike train: none.
+    - Firing, b − N ≥ θ + λ·u⁻ with u⁻ = max(−u_rest, 0): then s = 1 at every step. Induction on the voltage
+      left after the reset, r ≥ min(u_rest, 0) (true for r = 0 at the start): the new v = λ·r + I + b ≥
+      −λ·u⁻ + (b − N) ≥ θ, so the neuron fires and leaves r = v − D ≥ θ − D = u_rest ≥ min(u_rest, 0).
+      Any two such biases give the same spike train: all ones. The condition is the least that works for every
+      λ, T and input: the first step alone needs b − N ≥ θ (with I = −N), and with I = −N held, firing every
+      step settles to v = θ + (b − N − θ − λ·u⁻)/(1 − λ) (λ < 1; for λ = 1, v falls by D − (b − N) a step), so
+      any smaller b − N eventually misses a spike when u_rest < 0. (2·D is not enough when u_rest > θ/2: then
+      b − N must still reach θ > 2·D at the first step.)
+
+    The range is widened by a margin of 2^−20·(P + N + θ + D) on both sides, which makes the silent case strict
+    (v < 0) and absorbs float rounding in simulators. CUBA populations get (−inf, inf): the quantiser does not clip
+    them (see the module docstring).
+
+    Returns:
+        population name → (lower, upper), two float64 arrays of the population's size.
+    """
+    _check_finite(spec)
+    _input_scale(spec, input_range)
+    ranges = {}
+    for name, neurons in spec.populations.items():
+        bounds = _spike_preserving_range(neurons, _incoming(spec, name, input_range))
+        if bounds is None:
+            bounds = (np.full(neurons.size, -np.inf), np.full(neurons.size, np.inf))
+        ranges[name] = bounds
+    return ranges
 
 
 def dequantize(spec: FixedNetSpec) -> NetSpec:
@@ -242,23 +287,78 @@ class _Incoming:
         return self.connection.synapse.weight.astype(np.float64) * self.unit
 
 
-def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: list[str]) -> float:
-    """The finest scale at which weights, threshold, subtraction, bias and the largest a_in all fit."""
+def _input_scale(spec: NetSpec, input_range: float) -> float:
+    """The float intensity of one input payload unit, after checking ``input_range``."""
+    if not (isinstance(input_range, (int, float)) and math.isfinite(input_range) and input_range > 0):
+        raise NetSpecError(f"input_range must be a positive finite number, got {input_range!r}")
+    return input_range / PAYLOAD_MAX if spec.input.encoding == "current" else 1.0
+
+
+def _incoming(spec: NetSpec, name: str, input_range: float) -> list[_Incoming]:
+    """The connections into population ``name``, with the input plan of ``quantize``."""
+    input_scale = _input_scale(spec, input_range)
+    input_payload_max = {"current": PAYLOAD_MAX, "rate": 1, "events": max(1, math.floor(input_range))}
+    inputs = []
+    for index, connection in enumerate(spec.connections):
+        if connection.target == name:
+            from_input = connection.source == INPUT
+            unit = input_scale if from_input else 1.0
+            payload_max = input_payload_max[spec.input.encoding] if from_input else 1
+            inputs.append(_Incoming(index, connection, _label(index, connection), unit, payload_max))
+    return inputs
+
+
+@dataclass(frozen=True, eq=False)
+class _Bias:
+    """The float bias a population is quantised with: its own, or clipped to the spike-preserving range."""
+
+    raw: np.ndarray  # the NetSpec's bias, float64
+    values: np.ndarray  # what is quantised: ``raw``, or ``raw`` clipped
+    low: np.ndarray  # bool: raised to −P, a neuron that never fires
+    high: np.ndarray  # bool: lowered to N + θ + λ·u⁻, a neuron that fires at every step
+
+    @classmethod
+    def unclipped(cls, bias: np.ndarray) -> _Bias:
+        raw = bias.astype(np.float64)
+        return cls(raw, raw, np.zeros(raw.shape, dtype=bool), np.zeros(raw.shape, dtype=bool))
+
+    @property
+    def clipped(self) -> int:
+        return int(np.count_nonzero(self.low) + np.count_nonzero(self.high))
+
+    def reason(self) -> str:
+        largest = float(np.abs(self.values).max(initial=0))
+        clip = " after the spike-preserving clip" if self.clipped else ""
+        return f"bias (largest |b| {largest:.3g}{clip}; bias_mant ≤ {BIAS_MANT_MAX} << {BIAS_EXP_MAX})"
+
+
+def _spike_preserving_range(neurons: Neurons, inputs: list[_Incoming]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lower, upper) per neuron for a soft-reset population, None for CUBA (spike_preserving_bias_range)."""
+    if not isinstance(neurons, SoftResetNeurons):
+        return None
+    positive, negative = _input_bounds(inputs, neurons.size)
+    subtraction = neurons.threshold - neurons.reset_potential
+    margin = CLIP_MARGIN * (positive + negative + neurons.threshold + subtraction)
+    lower = -positive - margin
+    upper = negative + neurons.threshold + neurons.leak * max(-neurons.reset_potential, 0.0) + margin
+    return lower, upper
+
+
+def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: list[str]) -> tuple[float, _Bias]:
+    """The finest scale at which weights, threshold, subtraction, bias and the largest a_in all fit, and the bias
+    to quantise: the population's own, or, where that would coarsen the scale, clipped to its spike-preserving
+    range."""
     largest = [(float(np.abs(i.effective).max(initial=0)), i.label) for i in inputs]
     nonzero = [(value, label) for value, label in largest if value > 0]
     fine = min(value for value, _ in nonzero) / MANTISSA_LIMIT if nonzero else 0.0
     # Each bound is value / integer limit: round(value / scale) then never exceeds the limit.
-    bias = float(np.abs(neurons.bias).max(initial=0)) * (1 << ACTIVATION_SHIFT)
-    input_reason = f"largest possible a_in (≤ {ACTIVATION_MAX}, 18 bits)"
-    input_advice = "Lower input_range, or shrink the largest incoming weights (e.g. feedback) relative to the others."
     bounds = [
         (
             f"threshold {neurons.threshold:g} (vth ≤ {THRESHOLD_MAX}, 17 bits)",
             RESCALE,
             neurons.threshold / THRESHOLD_MAX,
         ),
-        ("bias (bias_mant ≤ 4095 << 7)", RESCALE, bias / (BIAS_MANT_MAX << BIAS_EXP_MAX)),
-        (input_reason, input_advice, _largest_input(inputs) / ACTIVATION_MAX),
+        (INPUT_REASON, INPUT_ADVICE, _largest_input(inputs) / ACTIVATION_MAX),
     ]
     if isinstance(neurons, SoftResetNeurons):
         subtraction = neurons.threshold - neurons.reset_potential
@@ -269,21 +369,30 @@ def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: l
                 subtraction / SUBTRACTION_MAX,
             )
         )
-    reason, advice, bound = max(bounds, key=lambda item: item[2])
-    scale = max(fine, bound)
-    # The float bound on a_in ignores mantissa rounding (up to 1 LSB per weight): confirm on the integers, and
-    # coarsen in steps of at least 0.1% so that rounding boundaries are crossed.
-    for _ in range(256):
-        excess = _largest_integer_input(inputs, scale) / ACTIVATION_MAX
-        if excess <= 1.0:
-            break
-        reason, advice, scale = input_reason, input_advice, scale * max(excess, 1.001)
-    else:
-        raise NetSpecError(f"population {name!r}: no scale keeps the largest possible a_in in 18 bits. {input_advice}")
+    bias = _Bias.unclipped(neurons.bias)
+    spike_range = _spike_preserving_range(neurons, inputs)
+    if spike_range is not None:
+        lower, upper = spike_range
+        low, high = bias.raw < lower, bias.raw > upper
+        if low.any() or high.any():
+            # Clip only where the raw biases would coarsen the scale that everything else sets.
+            other, _, _ = _settle(name, neurons, inputs, None, fine, bounds)
+            excess = _bias_excess(bias, neurons, inputs, other) if other > 0 else math.inf
+            if excess > 1.0:
+                bias = _Bias(bias.raw, np.clip(bias.raw, lower, upper), low, high)
+                notes.append(
+                    f"{name}: {bias.clipped} of {neurons.size} biases clipped to their spike-preserving range "
+                    f"(unclipped, they would coarsen the scale ×{excess:.3g}): {np.count_nonzero(low)} to −P, a "
+                    f"neuron that never fires, {np.count_nonzero(high)} to N + θ + λ·max(−u_rest, 0), one that "
+                    f"fires at every step (P, N: its largest excitatory and inhibitory input per step within "
+                    f"input_range). Clipped or not, such a neuron's spikes are the same for every input, in float "
+                    f"and in fixed point (see spike_preserving_bias_range)"
+                )
+    scale, reason, advice = _settle(name, neurons, inputs, bias, fine, bounds)
     if scale == 0.0:
-        return 1.0  # nothing to represent: no weights, threshold, subtraction or bias
+        return 1.0, bias  # nothing to represent: no weights, threshold, subtraction or bias
     if fine == 0.0 or scale <= fine:
-        return scale
+        return scale, bias
     for value, label in nonzero:  # a connection that vanishes entirely changes the network: refuse
         if _even_round(value / scale) == 0:
             raise NetSpecError(
@@ -295,19 +404,71 @@ def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: l
         f"{name}: scale coarsened ×{scale / fine:.3g} so the {reason} fits; weights lose "
         f"{math.log2(scale / fine):.1f} bits"
     )
-    return scale
+    return scale, bias
+
+
+def _settle(
+    name: str,
+    neurons: Neurons,
+    inputs: list[_Incoming],
+    bias: _Bias | None,
+    fine: float,
+    bounds: list[tuple[str, str, float]],
+) -> tuple[float, str, str]:
+    """The scale ``max(fine, bounds, bias bound)``, coarsened until the integer a_in and bias fit; with the
+    reason and advice of the binding bound. ``bias`` None leaves the bias out."""
+    if bias is not None:
+        largest = float(np.abs(bias.values).max(initial=0)) * (1 << ACTIVATION_SHIFT)
+        bounds = [*bounds, (bias.reason(), RESCALE, largest / (BIAS_MANT_MAX << BIAS_EXP_MAX))]
+    reason, advice, bound = max(bounds, key=lambda item: item[2])
+    scale = max(fine, bound)
+    if scale == 0.0:
+        return scale, reason, advice
+    # The float bounds ignore rounding (up to 1 LSB per weight, and a clipped bias is pushed past its bound on
+    # the integer weights): confirm on the integers, and coarsen in steps of at least 0.1% so that rounding
+    # boundaries are crossed.
+    for _ in range(256):
+        input_excess = _largest_integer_input(inputs, scale) / ACTIVATION_MAX
+        bias_excess = 0.0 if bias is None else _bias_excess(bias, neurons, inputs, scale)
+        if max(input_excess, bias_excess) <= 1.0:
+            return scale, reason, advice
+        if input_excess >= bias_excess:
+            reason, advice = INPUT_REASON, INPUT_ADVICE
+        elif bias is not None:
+            reason, advice = bias.reason(), RESCALE
+        scale *= max(input_excess, bias_excess, 1.001)
+    raise NetSpecError(f"population {name!r}: no scale keeps the {reason} in its integer range. {advice}")
+
+
+def _input_bounds(inputs: list[_Incoming], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, N) per neuron in float units: the largest positive and negative synaptic input of one step.
+
+    Payloads are never negative, so a_in is largest with every excitatory input at its maximum and every
+    inhibitory one silent (or the reverse): the positive and negative row sums times the largest payloads.
+    """
+    positive, negative = np.zeros(size), np.zeros(size)
+    for incoming in inputs:
+        positive += _row_sums(np.maximum(incoming.effective, 0), incoming.connection) * incoming.payload_max
+        negative += _row_sums(np.maximum(-incoming.effective, 0), incoming.connection) * incoming.payload_max
+    return positive, negative
+
+
+def _integer_input_bounds(inputs: list[_Incoming], scale: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """As ``_input_bounds``, in a_in LSBs, on the integer weights (mantissa << exponent) quantised at ``scale``."""
+    positive, negative = np.zeros(size), np.zeros(size)
+    for incoming in inputs:
+        exponent = _weight_exponent(float(np.abs(incoming.effective).max(initial=0)), scale, incoming.label)
+        integer = _even_round(incoming.effective / (scale * 2.0**exponent)) * 2.0**exponent * incoming.payload_max
+        positive += _row_sums(np.maximum(integer, 0), incoming.connection)
+        negative += _row_sums(np.maximum(-integer, 0), incoming.connection)
+    return positive, negative
 
 
 def _largest_input(inputs: list[_Incoming]) -> float:
-    """max over neurons of |a_in| in float units when every input sits at 0 or its largest payload.
-
-    Payloads are never negative, so a_in is largest with every excitatory input at its maximum and every
-    inhibitory one silent (or the reverse): the larger of the positive and negative row sums.
-    """
+    """max over neurons of |a_in| in float units when every input sits at 0 or its largest payload."""
     if not inputs:
         return 0.0
-    positive = sum(_row_sums(np.maximum(i.effective, 0), i.connection) * i.payload_max for i in inputs)
-    negative = sum(_row_sums(np.maximum(-i.effective, 0), i.connection) * i.payload_max for i in inputs)
+    positive, negative = _input_bounds(inputs, inputs[0].connection.synapse.out_size)
     return float(np.maximum(positive, negative).max(initial=0))
 
 
@@ -315,12 +476,7 @@ def _largest_integer_input(inputs: list[_Incoming], scale: float) -> float:
     """As ``_largest_input``, on the integer weights (mantissa << exponent) quantised at ``scale``."""
     if not inputs:
         return 0.0
-    positive, negative = 0.0, 0.0
-    for incoming in inputs:
-        exponent = _weight_exponent(float(np.abs(incoming.effective).max(initial=0)), scale, incoming.label)
-        integer = _even_round(incoming.effective / (scale * 2.0**exponent)) * 2.0**exponent * incoming.payload_max
-        positive = positive + _row_sums(np.maximum(integer, 0), incoming.connection)
-        negative = negative + _row_sums(np.maximum(-integer, 0), incoming.connection)
+    positive, negative = _integer_input_bounds(inputs, scale, inputs[0].connection.synapse.out_size)
     return float(np.maximum(positive, negative).max(initial=0))
 
 
@@ -357,14 +513,22 @@ def _quantize_connection(incoming: _Incoming, scale: float) -> tuple[FixedConnec
     return fixed, error
 
 
-def _quantize_neurons(name: str, neurons: Neurons, scale: float, tensors: list[TensorError]) -> FixedPopulation:
+def _quantize_neurons(
+    name: str, neurons: Neurons, bias: _Bias, inputs: list[_Incoming], scale: float, tensors: list[TensorError]
+) -> FixedPopulation:
     vth = round(neurons.threshold / scale)
     tensors.append(
         _error(f"{name}.threshold", np.array([neurons.threshold]), np.array([vth * scale]), note="vth, 17-bit unsigned")
     )
-    bias_mant, bias_exp = _quantize_bias(neurons.bias, scale)
+    bias_mant, bias_exp = _quantize_bias(bias, _bias_units(bias, neurons, inputs, scale), scale)
     restored_bias = bias_mant * (2.0**bias_exp * scale / (1 << ACTIVATION_SHIFT))
-    tensors.append(_error(f"{name}.bias", neurons.bias, restored_bias, note=f"13-bit mantissa << {bias_exp}"))
+    note = f"13-bit mantissa << {bias_exp}"
+    if bias.clipped:
+        note += (
+            f"; spike-preserving clip: {np.count_nonzero(bias.low)} never fire, {np.count_nonzero(bias.high)} fire "
+            f"every step, for any input (errors vs the clipped values)"
+        )
+    tensors.append(_error(f"{name}.bias", bias.values, restored_bias, clipped=bias.clipped, note=note))
     dv, dv_clipped = _decay_code(neurons.voltage_decay, offset=0)
     tensors.append(
         _error(
@@ -415,14 +579,58 @@ def _quantize_neurons(name: str, neurons: Neurons, scale: float, tensors: list[T
     return FixedPopulation(kind="cuba", du=du, **common)
 
 
-def _quantize_bias(bias: np.ndarray, scale: float) -> tuple[np.ndarray, int]:
+def _bias_units(bias: _Bias, neurons: Neurons, inputs: list[_Incoming], scale: float) -> np.ndarray:
+    """The bias in 24-bit voltage units (1/64 of an a_in LSB) at ``scale``, float64.
+
+    A clipped neuron's value is pushed past the integer form of its bound, computed on the integer weights,
+    threshold, subtraction and decay, so that it never fires (or fires at every step) in fixed point too. On
+    integers, with the voltage left by a step r, decay(r) ≤ 0 for r ≤ 0 and decay(r) ≥ λ̂·m for r ≥ m, m ≤ 0
+    (decay rounds toward zero), and saturation keeps v on the same side of vth << 6, so the float proof of
+    ``spike_preserving_bias_range`` carries over: never fires if b ≤ −64·P̂ − 1; fires at every step if
+    b − 64·N̂ ≥ 64·vth + λ̂·64·max(subtraction − vth, 0), λ̂ = (4096 − dv) / 4096. The push is a rounding-sized
+    step (P̂·scale and N̂·scale differ from P and N by the weights' rounding only), and it makes every clipped
+    neuron silent or firing in fixed point exactly as it is in float, whatever the rounding.
+    """
+    units = bias.values * ((1 << ACTIVATION_SHIFT) / scale)
+    if not bias.clipped or not isinstance(neurons, SoftResetNeurons):
+        return units
+    positive, negative = _integer_input_bounds(inputs, scale, neurons.size)
+    shift = 1 << ACTIVATION_SHIFT
+    vth = round(neurons.threshold / scale)
+    subtraction = round((neurons.threshold - neurons.reset_potential) / scale)
+    dv, _ = _decay_code(neurons.voltage_decay, offset=0)
+    overshoot = (DECAY_UNITY - dv) * shift * max(subtraction - vth, 0)
+    silent = -shift * positive - 1
+    firing = shift * negative + shift * vth + -(-overshoot // DECAY_UNITY)  # ceil(λ̂·64·max(subtraction − vth, 0))
+    units = units.copy()
+    units[bias.low] = np.minimum(units[bias.low], silent[bias.low])
+    units[bias.high] = np.maximum(units[bias.high], firing[bias.high])
+    return units
+
+
+def _bias_mantissas(bias: _Bias, units: np.ndarray, exponent: int) -> np.ndarray:
+    """round(units / 2^exponent), rounded away from the range for clipped neurons so they keep their bound."""
+    step = 2.0**exponent
+    mantissa = np.rint(units / step)
+    mantissa[bias.low] = np.floor(units[bias.low] / step)
+    mantissa[bias.high] = np.ceil(units[bias.high] / step)
+    return mantissa
+
+
+def _bias_excess(bias: _Bias, neurons: Neurons, inputs: list[_Incoming], scale: float) -> float:
+    """How far the bias mantissas at the largest exponent exceed 13 bits at ``scale`` (≤ 1: they fit)."""
+    mantissa = _bias_mantissas(bias, _bias_units(bias, neurons, inputs, scale), BIAS_EXP_MAX)
+    return float(np.abs(mantissa).max(initial=0)) / BIAS_MANT_MAX
+
+
+def _quantize_bias(bias: _Bias, units: np.ndarray, scale: float) -> tuple[np.ndarray, int]:
     """bias_mant << bias_exp in 24-bit voltage units (1/64 of an a_in LSB), with the smallest exponent that fits."""
-    voltage_units = bias.astype(np.float64) * ((1 << ACTIVATION_SHIFT) / scale)
-    largest = float(np.abs(voltage_units).max(initial=0))
     for exponent in range(BIAS_EXP_MAX + 1):
-        if np.rint(largest / 2.0**exponent) <= BIAS_MANT_MAX:
-            return np.rint(voltage_units / 2.0**exponent).astype(np.int64), exponent
+        mantissa = _bias_mantissas(bias, units, exponent)
+        if np.abs(mantissa).max(initial=0) <= BIAS_MANT_MAX:
+            return mantissa.astype(np.int64), exponent
     # _choose_scale bounds the bias, so this is reached only by a broken invariant
+    largest = float(np.abs(units).max(initial=0))
     raise NetSpecError(f"bias {largest:.3g} (24-bit units) exceeds 13 + 7 bits at scale {scale:.3g}")
 
 

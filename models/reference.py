@@ -98,7 +98,7 @@ def simulate(spec: NetSpec | FixedNetSpec, inputs: np.ndarray, *, record: Sequen
         drive = input_payload(spec, inputs).astype(np.float64)  # exact: payloads are 0..255
         return _run(_fixed_network(spec, drive.shape[1]), spec.readout, drive, record)
     if isinstance(spec, NetSpec):
-        drive = _checked_inputs(spec.input.shape, spec.time_steps, inputs)
+        drive = checked_inputs(spec.input.shape, spec.time_steps, inputs)
         return _run(_float_network(spec, drive.shape[1]), spec.readout, drive, record)
     raise TypeError(f"simulate expects a NetSpec or FixedNetSpec, got {type(spec).__name__}")
 
@@ -114,7 +114,7 @@ def input_payload(spec: FixedNetSpec, inputs: np.ndarray) -> np.ndarray:
     Raises:
         DataError: wrong shape, non-finite values, or spikes/events that are not integers in 0..255.
     """
-    values = _checked_inputs(spec.input.shape, spec.time_steps, inputs)
+    values = checked_inputs(spec.input.shape, spec.time_steps, inputs)
     if spec.input.encoding == "current":
         return np.clip(np.rint(values / spec.input_scale), 0, PAYLOAD_MAX).astype(np.int64)
     if np.any(values != np.rint(values)) or values.min(initial=0) < 0 or values.max(initial=0) > PAYLOAD_MAX:
@@ -125,8 +125,13 @@ def input_payload(spec: FixedNetSpec, inputs: np.ndarray) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _checked_inputs(input_shape: tuple[int, ...], time_steps: int, inputs: np.ndarray) -> np.ndarray:
-    """Return ``inputs`` as float64 (an exact copy for any integer or float dtype) after checking its shape."""
+def checked_inputs(input_shape: tuple[int, ...], time_steps: int, inputs: np.ndarray) -> np.ndarray:
+    """Return ``inputs`` as C-contiguous float64 (exact for any integer or float dtype) after checking its shape.
+
+    A broadcast (stride-0) array, such as a current-encoded image repeated over T steps, becomes a dense copy:
+    ``astype`` would keep the broadcast layout and make every matmul over it several times slower. A C-contiguous
+    float64 array is returned as is, not copied; nothing downstream writes to it.
+    """
     if not isinstance(inputs, np.ndarray) or inputs.dtype.kind not in "buif":
         raise DataError(f"inputs must be a real numpy array, got {type(inputs).__name__}")
     expected = (time_steps, "B", *input_shape)
@@ -134,7 +139,7 @@ def _checked_inputs(input_shape: tuple[int, ...], time_steps: int, inputs: np.nd
         raise DataError(f"inputs have shape {inputs.shape}; the network expects {expected} (time first)")
     if inputs.shape[1] == 0:
         raise DataError("inputs hold an empty batch")
-    values = inputs.astype(np.float64)
+    values = np.ascontiguousarray(inputs, dtype=np.float64)
     if not np.all(np.isfinite(values)):
         raise DataError("inputs hold NaN or inf values")
     return values

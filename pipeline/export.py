@@ -43,7 +43,7 @@ from lavaflow.models.errors import BackendError, DataError, NetSpecError
 from lavaflow.models.fixed import FixedNetSpec, FixedPopulation
 from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons
 from lavaflow.models.neurons import rate_normaliser
-from lavaflow.models.reference import check_fixed_spec, input_payload
+from lavaflow.models.reference import check_fixed_spec, checked_inputs, input_payload
 from lavaflow.pipeline.lava_session import run_and_read
 from lavaflow.processes.network.process import SpikingNetwork
 from lavaflow.processes.sink.process import SpikeCounter
@@ -348,27 +348,8 @@ def _spec_and_payloads(
             raise BackendError(
                 f"lava-float simulates a float NetSpec, got {type(spec).__name__}; run a FixedNetSpec on lava-fixed"
             )
-        values = check_inputs(spec, inputs)
+        values = checked_inputs(spec.input.shape, spec.time_steps, inputs)
     return spec, np.ascontiguousarray(values.reshape(values.shape[0], values.shape[1], -1).transpose(1, 0, 2))
-
-
-def check_inputs(spec: NetSpec | FixedNetSpec, inputs: np.ndarray) -> np.ndarray:
-    """``inputs`` as float64 after checking type, shape (T, N, *input_shape) and finiteness.
-
-    Raises:
-        DataError: naming the expected and the given shape, or the non-finite values.
-    """
-    if not isinstance(inputs, np.ndarray) or inputs.dtype.kind not in "buif":
-        raise DataError(f"inputs must be a real numpy array, got {type(inputs).__name__}")
-    expected = (spec.time_steps, "N", *spec.input.shape)
-    if inputs.ndim != len(expected) or inputs.shape[0] != spec.time_steps or inputs.shape[2:] != spec.input.shape:
-        raise DataError(f"inputs have shape {inputs.shape}; the network expects {expected} (time first)")
-    if inputs.shape[1] == 0:
-        raise DataError("inputs hold no samples")
-    values = inputs.astype(np.float64)
-    if not np.all(np.isfinite(values)):
-        raise DataError(f"inputs hold {int(np.size(values) - np.isfinite(values).sum())} NaN or inf values")
-    return values
 
 
 def _summarise(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lavaflow.deploy.quantize import dequantize, quantize
+from lavaflow.deploy.quantize import dequantize, quantize, spike_preserving_bias_range
 from lavaflow.models.errors import NetSpecError
 from lavaflow.models.fixed import ACTIVATION_MAX, FixedConnection, FixedNetSpec, FixedPopulation
 from lavaflow.models.netspec import (
@@ -308,7 +308,7 @@ def test_unrepresentable_values_raise():
     with pytest.raises(NetSpecError, match="threshold"):
         quantize(one_layer(threshold=1e6, bias=0.0))  # 17-bit vth needs an LSB of 7.6 > the weights
     with pytest.raises(NetSpecError, match="bias"):
-        quantize(one_layer(threshold=1.0, bias=1e6))  # 13-bit mantissa << 7 needs an LSB of 122
+        quantize(one_layer(threshold=3e4, bias=2e4))  # 13-bit mantissa << 7 needs an LSB of 2.4 > the weights
     with pytest.raises(NetSpecError, match="subtraction"):
         quantize(one_layer(threshold=1.0, bias=0.0, reset_potential=1.0 - 1e-9))
     with pytest.raises(NetSpecError, match="input_range"):
@@ -318,3 +318,180 @@ def test_unrepresentable_values_raise():
         quantize(lopsided)  # feedback could inject ~500 per step; inputs weigh ~0.005 per payload unit
     fixed, report = quantize(one_layer(threshold=600.0, bias=0.0))  # fits once the scale is coarsened
     assert fixed.populations["p"].vth == 131071 and any("coarsened" in note for note in report.notes)
+
+
+# ----------------------------------------------------------------------------- spike-preserving bias clip
+def soft_reset_pair(
+    rng: np.random.Generator, *, leaky: bool, reset: float, encoding: str, n_in: int = 4, time_steps: int = 12
+) -> NetSpec:
+    """input → hidden (with feedback) → out, soft reset; about a third of the biases huge (|b| up to 10^6)."""
+    threshold = float(rng.uniform(0.5, 2.0))
+
+    def neurons(size: int) -> SoftResetNeurons:
+        bias = rng.normal(0.0, 0.5, size)
+        huge = rng.random(size) < 0.35
+        bias[huge] = rng.choice([-1.0, 1.0], huge.sum()) * 10.0 ** rng.uniform(0.5, 6.0, huge.sum())
+        decay = float(rng.uniform(0.05, 1.0)) if leaky else 0.0
+        return SoftResetNeurons(bias, threshold, reset * threshold, decay)
+
+    populations = {"hidden": neurons(10), "out": neurons(5)}
+    connections = (
+        Connection(INPUT, "hidden", Dense(rng.normal(0.1, 0.6, (10, n_in))), 0),
+        Connection("hidden", "hidden", Dense(rng.normal(0.0, 0.3, (10, 10))), 1),
+        Connection("hidden", "out", Dense(rng.normal(0.0, 0.6, (5, 10))), 1),
+    )
+    return NetSpec(
+        Input((n_in,), encoding), populations, connections, Readout("out", np.eye(5), np.zeros(5)), time_steps
+    )
+
+
+def with_biases(spec: NetSpec, biases: dict[str, np.ndarray]) -> NetSpec:
+    populations = {
+        name: SoftResetNeurons(biases[name], p.threshold, p.reset_potential, p.voltage_decay, p.shape)
+        for name, p in spec.populations.items()
+    }
+    return NetSpec(spec.input, populations, spec.connections, spec.readout, spec.time_steps)
+
+
+def adversarial_inputs(rng: np.random.Generator, spec: NetSpec, largest: float, batch: int) -> np.ndarray:
+    """(T, B, n_in): for each hidden neuron, every excitatory (then every inhibitory) input at its largest and the
+    rest at 0, held for T steps, which reaches its P (N) bound; then random patterns of 0 and ``largest``, and
+    random values in between (integers for events)."""
+    weight = spec.connections[0].synapse.weight
+    time_steps, n_in = spec.time_steps, weight.shape[1]
+    extremes = np.concatenate([weight > 0, weight < 0]).astype(np.float64) * largest
+    patterns = np.repeat(extremes[None], time_steps, axis=0)
+    binary = (rng.random((time_steps, batch, n_in)) < rng.random((1, batch, 1))) * largest
+    between = rng.uniform(0.0, largest, (time_steps, batch, n_in))
+    if spec.input.encoding != "current":
+        between = np.rint(between)
+    return np.concatenate([patterns, binary, between], axis=1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    leaky=st.booleans(),
+    reset=st.sampled_from([0.0, -1.0, 0.9]),  # u_rest / θ: IDE, SPIDE, and u_rest > θ/2 where 2·D is not enough
+    encoding=st.sampled_from(["rate", "current", "events"]),
+)
+def test_clipping_biases_to_the_spike_preserving_range_changes_no_spike(seed, leaky, reset, encoding):
+    """Float reference: clipped biases give the same spike train, step by step, in every population; a bias on the
+    edge of its range already never fires (lower) or fires at every step (upper), also for the inputs that reach
+    the P and N bounds. In fixed point, the clipped neurons do the same."""
+    rng = np.random.default_rng(seed)
+    spec = soft_reset_pair(rng, leaky=leaky, reset=reset, encoding=encoding)
+    input_range = {"rate": 1.0, "current": float(rng.uniform(0.5, 2.0)), "events": 3.0}[encoding]
+    ranges = spike_preserving_bias_range(spec, input_range=input_range)
+    edges = {}
+    for name, (lower, upper) in ranges.items():  # put some biases exactly on an edge
+        bias = spec.populations[name].bias
+        on_edge = rng.random(bias.size) < 0.2
+        at_upper = on_edge & (rng.random(bias.size) < 0.5)
+        bias[on_edge & ~at_upper], bias[at_upper] = lower[on_edge & ~at_upper], upper[at_upper]
+        edges[name] = (on_edge & ~at_upper, at_upper)
+    clipped = with_biases(spec, {name: np.clip(p.bias, *ranges[name]) for name, p in spec.populations.items()})
+    inputs = adversarial_inputs(rng, spec, input_range if encoding != "events" else 3.0, batch=24)
+    record = [f"{name}.spikes" for name in spec.populations]
+    original, after = simulate(spec, inputs, record=record), simulate(clipped, inputs, record=record)
+    outside = 0
+    for name, population in spec.populations.items():
+        spikes = original.records[f"{name}.spikes"]
+        np.testing.assert_array_equal(after.records[f"{name}.spikes"], spikes, err_msg=name)
+        lower, upper = ranges[name]
+        silent = (population.bias < lower) | edges[name][0]
+        firing = (population.bias > upper) | edges[name][1]
+        assert not spikes[:, :, silent].any() and spikes[:, :, firing].all(), name
+        outside += int(np.count_nonzero(population.bias < lower) + np.count_nonzero(population.bias > upper))
+    assert outside > 0 or all(p.size < 12 for p in spec.populations.values())  # the strategy clips most cases
+
+    try:
+        fixed, report = quantize(spec, input_range=input_range)
+    except NetSpecError:  # random weights can be unrepresentable on their own; not what this test is about
+        return
+    fixed_result = simulate(fixed, inputs, record=record)
+    by_name = {t.name: t for t in report.tensors}
+    largest_payload = {"rate": 1, "current": 255, "events": 3}[encoding]
+    for name, population in spec.populations.items():
+        if by_name[f"{name}.bias"].clipped:
+            lower, upper = ranges[name]
+            saturated = (population.bias < lower) | (population.bias > upper)
+            assert by_name[f"{name}.bias"].clipped == np.count_nonzero(saturated)
+            # The integer form of the bounds, on the integer weights (a_in LSBs) and 24-bit voltage units.
+            p = fixed.populations[name]
+            positive, negative = np.zeros(p.size), np.zeros(p.size)
+            for c in fixed.connections:
+                if c.target == name:
+                    payload = (largest_payload if c.source == INPUT else 1) * 2**c.weight_exp
+                    positive += np.maximum(c.weight, 0).sum(axis=1) * payload
+                    negative += np.maximum(-c.weight, 0).sum(axis=1) * payload
+            bias = p.bias_mant << p.bias_exp
+            overshoot = -(-(4096 - p.dv) * 64 * max(p.subtraction - p.vth, 0) // 4096)
+            low, high = population.bias < lower, population.bias > upper
+            assert np.all(bias[low] <= -64 * positive[low] - 1)
+            assert np.all(bias[high] - 64 * negative[high] >= 64 * p.vth + overshoot)
+            np.testing.assert_array_equal(
+                fixed_result.records[f"{name}.spikes"][:, :, saturated],
+                original.records[f"{name}.spikes"][:, :, saturated],
+                err_msg=name,
+            )
+
+
+def test_firing_bound_is_theta_plus_leaked_reset_not_two_d():
+    """u_rest = 0.9θ: D = 0.1, so b − N = 2·D = 0.2 misses the first spike; the range's upper edge does not."""
+    neurons = SoftResetNeurons(bias=np.zeros(1), threshold=1.0, reset_potential=0.9)
+    connection = Connection(INPUT, "p", Dense(np.array([[-1.0]])), 0)
+    spec = NetSpec(Input((1,), "rate"), {"p": neurons}, (connection,), Readout("p", np.eye(1), np.zeros(1)), 6)
+    lower, upper = spike_preserving_bias_range(spec)["p"]
+    assert lower[0] == pytest.approx(0.0, abs=1e-5) and upper[0] == pytest.approx(1.0 + 1.0, rel=1e-5)  # N + θ
+    inhibited = np.ones((6, 1, 1))
+    two_d = simulate(with_biases(spec, {"p": np.array([1.0 + 0.2])}), inhibited, record=["p.spikes"])
+    edge = simulate(with_biases(spec, {"p": upper}), inhibited)
+    assert two_d.records["p.spikes"][0, 0, 0] == 0 and two_d.counts["p"][0, 0] < 6
+    assert edge.counts["p"][0, 0] == 6
+
+
+def test_a_huge_bias_is_clipped_instead_of_coarsening_the_scale():
+    """A neuron pinned on or off by a bias of 10^4 leaves the scale where the weights and threshold put it."""
+    rng = np.random.default_rng(2)
+    spec = feedback_net(rng)
+    _, baseline = quantize(spec)
+    spec.populations["hidden"].bias[[0, 3]] = [1e4, -1e5]
+    spec.populations["out"].bias[1] = 3e4
+    fixed, report = quantize(spec)
+    assert report.scales == baseline.scales and not any("coarsened" in note for note in report.notes)
+    by_name = {t.name: t for t in report.tensors}
+    assert by_name["hidden.bias"].clipped == 2 and by_name["out.bias"].clipped == 1 and report.clipped == 3
+    assert "spike-preserving" in by_name["hidden.bias"].note
+    assert sum("spike-preserving range" in note for note in report.notes) == 2
+    for label in ("connection 0 (input → hidden)", "connection 1 (hidden → hidden)", "connection 2 (hidden → out)"):
+        assert by_name[f"{label}.weight"].relative_error < 0.01
+        assert by_name[f"{label}.weight"].relative_error == pytest.approx(
+            {t.name: t for t in baseline.tensors}[f"{label}.weight"].relative_error
+        )
+    assert by_name["hidden.bias"].relative_error < 0.01  # against the clipped values
+    spikes = (rng.random((16, 64, 20)) < 0.5).astype(np.float64)
+    float_counts, fixed_counts = simulate(spec, spikes).counts, simulate(fixed, spikes).counts
+    assert np.all(fixed_counts["hidden"][:, 0] == 16) and np.all(fixed_counts["hidden"][:, 3] == 0)
+    assert np.all(float_counts["hidden"][:, 0] == 16) and np.all(float_counts["out"][:, 1] == 16)
+    assert np.all(fixed_counts["out"][:, 1] == 16)
+
+
+def test_a_bias_that_fits_is_kept_even_beyond_its_range():
+    """Clipping is only used to keep the scale: a saturating bias that fits anyway is quantised as it is."""
+    spec = one_layer(threshold=1.0, bias=3.0)  # N + θ = 1.5 < 3, but 3 fits 13 + 7 bits at the weights' scale
+    _, upper = spike_preserving_bias_range(spec)["p"]
+    assert np.all(spec.populations["p"].bias > upper)
+    fixed, report = quantize(spec)
+    assert report.clipped == 0 and report.notes == ()
+    np.testing.assert_allclose(dequantize(fixed).populations["p"].bias, 3.0, rtol=1e-3)
+
+
+def test_cuba_biases_are_not_clipped():
+    neurons = CubaNeurons(bias=np.array([1e6, 0.0]), threshold=1.0, current_decay=0.5)
+    connection = Connection(INPUT, "p", Dense(np.array([[1.0, -0.5], [0.25, 0.5]])), 0)
+    spec = NetSpec(Input((2,), "rate"), {"p": neurons}, (connection,), Readout("p", np.eye(2), np.zeros(2)), 4)
+    lower, upper = spike_preserving_bias_range(spec)["p"]
+    assert np.all(np.isneginf(lower)) and np.all(np.isposinf(upper))
+    with pytest.raises(NetSpecError, match="bias"):
+        quantize(spec)
