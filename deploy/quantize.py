@@ -5,17 +5,20 @@ The scheme, per population p (integer rules in models.fixed):
 - One ``scale`` (the float value of one a_in LSB) is shared by everything that adds into p's voltage, since Loihi
   sums all incoming connections in one integer state. It starts at min_c max|W_c| / 254 over incoming
   connections c: the connection with the smallest weights uses the full even mantissa range [−254, 254] at
-  weight_exp 0, and every other connection gets the smallest weight_exp e ≥ 0 that fits its mantissas, so each
-  keeps at least 7 significant bits. A finer scale would need e < 0 for that connection, whose right shift floors
-  its W·x every step (a bias of −½ LSB per step); a coarser one wastes its bits.
+  weight_exp 0. A finer scale would buy nothing (the 17-bit threshold is never the limit there) and would cost
+  that connection a right shift.
 - The scale is coarsened only as far as the threshold, the reset subtraction (17 bits), the bias (13-bit
   mantissa << up to 7, after the spike-preserving clip below) and the largest possible input require. That last
   bound makes fixed-point simulation safe: payloads are never negative, so |a_in| is at most the larger of the
-  positive and negative row sums of the integer weights times the largest payload, and the scale is chosen so
-  that this fits a_in's 18 bits. It is a worst case, not a typical one: on 64 current-encoded inputs it costs the
-  input weights about 3 bits, the price of a guarantee that no data can overflow. If coarsening wipes out every
-  weight of a connection, the network cannot be represented (its topology would change) and NetSpecError says
-  which value is at fault.
+  positive and negative row sums of the integer weights times the largest payload (plus one LSB per floored
+  connection, below), and the scale is chosen so that this fits a_in's 18 bits. It is a worst case, not a typical
+  one, the price of a guarantee that no data can overflow. If coarsening wipes out every weight of a connection,
+  the network cannot be represented (its topology would change) and NetSpecError says which value is at fault.
+- Every connection then gets the smallest weight_exp e ≥ −8 (Loihi's shift range; Lava's own
+  ``optimize_weight_bits`` also goes negative) whose mantissas fit [−254, 254], so each keeps 7 significant bits
+  however far the scale was coarsened. For e < 0 Lava's Dense right-shifts the summed W·x, which floors it: at
+  most one a_in LSB per step and connection, ½ LSB on average, instead of the rounding error of every weight that
+  short mantissas at e = 0 would add up (a coarsened scale left IDE's input weights 3-4 significant bits).
 - Weights become even mantissas m = 2·round(w / (2·scale·2^e)) (Lava drops the LSB of mixed-sign weights), so the
   error is at most scale·2^e, half a step. Input connections quantise w·input_scale: one payload unit is
   input_scale intensity (current encoding: input_range/255) or one spike or event.
@@ -71,6 +74,7 @@ from lavaflow.models.netspec import (
 MANTISSA_LIMIT = 254  # the quantiser's symmetric even range [−254, 254] (see the module docstring)
 RESCALE = "Rescale the population (divide its threshold, reset potential, bias and incoming weights alike)."
 MAX_WEIGHT_EXP = 24  # beyond this, one weight would outweigh the 18-bit a_in range on its own
+MIN_WEIGHT_EXP = -8  # Loihi's weight exponent reaches down to −8: a right shift of W·x by up to 8 bits
 INPUT_REASON = f"largest possible a_in (≤ {ACTIVATION_MAX}, 18 bits)"
 INPUT_ADVICE = "Lower input_range, or shrink the largest incoming weights (e.g. feedback) relative to the others."
 CLIP_MARGIN = 2.0**-20  # relative widening of the spike-preserving range (see spike_preserving_bias_range)
@@ -232,6 +236,26 @@ def spike_preserving_bias_range(spec: NetSpec, *, input_range: float = 1.0) -> d
     return ranges
 
 
+def exact_input_range(inputs: np.ndarray) -> float:
+    """The ``input_range`` whose 8-bit payloads hold every current-encoded value of ``inputs`` exactly.
+
+    Intensities that are multiples of 1/n, n ≤ 255 (sklearn digits: n = 16; 8-bit images: 255), with at most K
+    steps, get payload k·⌊255/K⌋ for the value k/n: no input rounding at all (with input_range 1, a digit's 1/16
+    would be 15.94 payload units, the largest error left between float and fixed point). Other values get 1.0, or
+    their largest value where that exceeds 1. Only the values are looked at, never labels.
+    """
+    values = np.unique(np.asarray(inputs, dtype=np.float64))
+    largest = float(values.max(initial=0.0))
+    if largest <= 0 or values.min() < 0 or values.size > 4096 or not np.all(np.isfinite(values)):
+        return max(largest, 1.0) if np.isfinite(largest) else 1.0
+    for levels in range(1, PAYLOAD_MAX + 1):
+        steps = values * levels
+        if np.allclose(steps, np.rint(steps), rtol=0, atol=1e-6):
+            top = round(largest * levels)
+            return PAYLOAD_MAX / (levels * (PAYLOAD_MAX // top))
+    return max(largest, 1.0)
+
+
 def dequantize(spec: FixedNetSpec) -> NetSpec:
     """The float NetSpec whose values are exactly the integers of ``spec`` times their units (for tests, reports).
 
@@ -391,20 +415,57 @@ def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: l
     scale, reason, advice = _settle(name, neurons, inputs, bias, fine, bounds)
     if scale == 0.0:
         return 1.0, bias  # nothing to represent: no weights, threshold, subtraction or bias
-    if fine == 0.0 or scale <= fine:
-        return scale, bias
-    for value, label in nonzero:  # a connection that vanishes entirely changes the network: refuse
-        if _even_round(value / scale) == 0:
-            raise NetSpecError(
-                f"population {name!r}: the {reason} needs one a_in LSB to be worth at least {scale:.3g}, but then "
-                f"every weight of {label} rounds to zero (the largest is {value:.3g}): the population's values span "
-                f"more than its integers can hold. {advice}"
-            )
-    notes.append(
-        f"{name}: scale coarsened ×{scale / fine:.3g} so the {reason} fits; weights lose "
-        f"{math.log2(scale / fine):.1f} bits"
-    )
-    return scale, bias
+    if fine > 0.0 and scale > fine:
+        for value, label in nonzero:  # a connection that vanishes entirely changes the network: refuse
+            if _even_round(value / (scale * 2.0**MIN_WEIGHT_EXP)) == 0:
+                raise NetSpecError(
+                    f"population {name!r}: the {reason} needs one a_in LSB to be worth at least {scale:.3g}, but "
+                    f"then every weight of {label} rounds to zero even at weight_exp {MIN_WEIGHT_EXP} (the largest "
+                    f"is {value:.3g}): the population's values span more than its integers can hold. {advice}"
+                )
+        lost = math.log2(scale / fine) + MIN_WEIGHT_EXP  # bits beyond what negative weight exponents recover
+        notes.append(
+            f"{name}: scale coarsened ×{scale / fine:.3g} so the {reason} fits; "
+            + (f"weights lose {lost:.1f} bits (weight_exp stops at {MIN_WEIGHT_EXP})" if lost > 0 else
+               "the connections keep their 7-bit mantissas through negative weight exponents (W·x floored)")
+        )
+    return _snap_to_weight_grid(scale, neurons, bias, inputs), bias
+
+
+def _snap_to_weight_grid(scale: float, neurons: Neurons, bias: _Bias, inputs: list[_Incoming]) -> float:
+    """Where the incoming weights already lie on one dyadic grid (slayer trains on Loihi's 8-bit grid), the scale
+    up to 2× coarser on which every weight is an exact even mantissa, so the trained network reaches Loihi
+    unchanged instead of re-rounded onto a grid that does not line up; otherwise ``scale``."""
+    grids = [_dyadic_grid(i.connection.synapse.weight) for i in inputs]
+    if not inputs or any(grid is None for grid in grids):
+        return scale
+    steps = [grid * i.unit for grid, i in zip(grids, inputs, strict=True)]  # float current of one grid step
+    finest = min(steps)
+    if any(abs(math.log2(step / finest) - round(math.log2(step / finest))) > 1e-9 for step in steps):
+        return scale  # the grids are not powers of two apart: no common scale makes them all exact
+    snapped = finest * 2.0 ** -math.floor(math.log2(finest / scale) + 1e-12)
+    for incoming in inputs:
+        largest = float(np.abs(incoming.effective).max(initial=0))
+        mantissa = incoming.effective / (snapped * 2.0 ** _weight_exponent(largest, snapped, incoming.label))
+        if not np.allclose(mantissa, _even_round(mantissa), rtol=0, atol=1e-6):
+            return scale
+    if _largest_integer_input(inputs, snapped) > ACTIVATION_MAX or _bias_excess(bias, neurons, inputs, snapped) > 1:
+        return scale
+    return snapped
+
+
+def _dyadic_grid(weight: np.ndarray) -> float | None:
+    """The largest power of two q with every weight an integer multiple of q, if the weights have at most
+    12 significant bits (a trained grid such as slayer's); None for free-valued or all-zero weights."""
+    largest = float(np.abs(weight).max(initial=0))
+    if largest == 0 or not np.all(np.isfinite(weight)):
+        return None
+    top = math.floor(math.log2(largest))
+    for exponent in range(top, top - 13, -1):
+        multiples = weight / 2.0**exponent  # exact: dividing by a power of two
+        if np.array_equal(multiples, np.rint(multiples)):
+            return 2.0**exponent
+    return None
 
 
 def _settle(
@@ -454,13 +515,14 @@ def _input_bounds(inputs: list[_Incoming], size: int) -> tuple[np.ndarray, np.nd
 
 
 def _integer_input_bounds(inputs: list[_Incoming], scale: float, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """As ``_input_bounds``, in a_in LSBs, on the integer weights (mantissa << exponent) quantised at ``scale``."""
+    """As ``_input_bounds``, in a_in LSBs, on the integer weights (mantissa << exponent) quantised at ``scale``;
+    a negative exponent floors W·x, which can take it one LSB further down."""
     positive, negative = np.zeros(size), np.zeros(size)
     for incoming in inputs:
         exponent = _weight_exponent(float(np.abs(incoming.effective).max(initial=0)), scale, incoming.label)
         integer = _even_round(incoming.effective / (scale * 2.0**exponent)) * 2.0**exponent * incoming.payload_max
         positive += _row_sums(np.maximum(integer, 0), incoming.connection)
-        negative += _row_sums(np.maximum(-integer, 0), incoming.connection)
+        negative += _row_sums(np.maximum(-integer, 0), incoming.connection) + (exponent < 0)  # floor: −1 at most
     return positive, negative
 
 
@@ -486,8 +548,10 @@ def _even_round(values: np.ndarray | float) -> np.ndarray | float:
 
 
 def _weight_exponent(largest: float, scale: float, label: str) -> int:
-    """The smallest e ≥ 0 whose even mantissas of ``largest`` fit in [−254, 254]."""
-    exponent = 0
+    """The smallest e ≥ MIN_WEIGHT_EXP whose even mantissas of ``largest`` fit in [−254, 254]."""
+    if largest == 0:
+        return 0
+    exponent = MIN_WEIGHT_EXP
     while _even_round(largest / (scale * 2.0**exponent)) > MANTISSA_LIMIT:
         exponent += 1
         if exponent > MAX_WEIGHT_EXP:
@@ -509,7 +573,8 @@ def _quantize_connection(incoming: _Incoming, scale: float) -> tuple[FixedConnec
     conv = connection.synapse if isinstance(connection.synapse, Conv) else None
     fixed = FixedConnection(connection.source, connection.target, mantissa, exponent, connection.delay_steps, conv)
     weight = connection.synapse.weight
-    error = _error(f"{incoming.label}.weight", weight, restored, note=f"8-bit even mantissa << {exponent}")
+    shift = f" << {exponent}" if exponent >= 0 else f", W·x >> {-exponent} (floor)"
+    error = _error(f"{incoming.label}.weight", weight, restored, note=f"8-bit even mantissa{shift}")
     return fixed, error
 
 
@@ -517,6 +582,12 @@ def _quantize_neurons(
     name: str, neurons: Neurons, bias: _Bias, inputs: list[_Incoming], scale: float, tensors: list[TensorError]
 ) -> FixedPopulation:
     vth = round(neurons.threshold / scale)
+    if vth == 0 and neurons.threshold > 0:
+        raise NetSpecError(
+            f"population {name!r}: the threshold {neurons.threshold:.3g} rounds to zero at scale {scale:.3g} (one "
+            f"a_in LSB, coarsened for the bias or the largest input), so every neuron would fire at any input. "
+            f"{RESCALE}"
+        )
     tensors.append(
         _error(f"{name}.threshold", np.array([neurons.threshold]), np.array([vth * scale]), note="vth, 17-bit unsigned")
     )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
-from lavaflow.deploy.quantize import quantize
+from lavaflow.deploy.quantize import exact_input_range, quantize
 from lavaflow.deploy.run_config import BACKENDS
 from lavaflow.models.errors import BackendError
 from lavaflow.models.netspec import NetSpec
@@ -87,8 +87,12 @@ def simulate_run(
     source = spec.readout.source
     fixed = None
     if backend == "lava-fixed":
-        fixed, report = quantize(spec)
+        input_range = exact_input_range(samples.inputs) if spec.input.encoding == "current" else 1.0
+        fixed, report = quantize(spec, input_range=input_range)
         print(report, file=sys.stderr)
+        if spec.input.encoding == "current":
+            print(f"input: payload = round(x · 255 / {input_range:.6g}), 8 bits (exact where the data's intensities "
+                  f"lie on a 1/n grid)", file=sys.stderr)
     oracle_started = time.perf_counter()
     oracle = reference(fixed if fixed is not None else spec, samples.inputs)
     oracle_seconds = time.perf_counter() - oracle_started

@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import _thread
+import dataclasses
 import multiprocessing.resource_tracker
 import threading
 import time
@@ -401,3 +402,24 @@ def test_netx_refuses_a_missing_or_corrupt_file(tmp_path: Path) -> None:
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(512))
     with pytest.raises(NetSpecError, match="not a readable netx network"):
         run_netx(corrupt, inputs)
+
+
+@LAVA_TIMEOUT
+@pytest.mark.parametrize(("fused", "batch_size"), [(True, 2), (False, 1)], ids=["fused-batched", "plain"])
+def test_negative_weight_exponents_floor_as_lavas_dense_does(fused: bool, batch_size: int) -> None:
+    """weight_exp < 0 (the quantiser's answer to a coarsened scale): Lava's Dense right-shifts the summed W·x,
+    flooring it; the plain graph runs Lava's own Dense, the fused model and the reference our copies of the rule."""
+    fixed, _ = quantize(_spec(12, kind="soft"))
+    connections = tuple(
+        dataclasses.replace(c, weight_exp=c.weight_exp - 3) if c.source == "input" else c for c in fixed.connections
+    )
+    shifted = dataclasses.replace(fixed, connections=connections)
+    inputs = _inputs(fixed, 5, seed=2)
+    reference = simulate(shifted, inputs)
+    assert reference.counts["out"].sum() > 0
+    assert not np.array_equal(reference.counts["hidden"], simulate(fixed, inputs).counts["hidden"])
+
+    result = run_lava(shifted, inputs, backend="lava-fixed", fused=fused, batch_size=batch_size)
+
+    np.testing.assert_array_equal(result.counts["out"], reference.counts["out"])
+    np.testing.assert_array_equal(result.predictions, reference.predictions)

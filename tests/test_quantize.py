@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lavaflow.deploy.quantize import dequantize, quantize, spike_preserving_bias_range
+from lavaflow.deploy.quantize import (
+    MIN_WEIGHT_EXP,
+    dequantize,
+    exact_input_range,
+    quantize,
+    spike_preserving_bias_range,
+)
 from lavaflow.models.errors import NetSpecError
 from lavaflow.models.fixed import ACTIVATION_MAX, FixedConnection, FixedNetSpec, FixedPopulation
 from lavaflow.models.netspec import (
@@ -23,7 +29,7 @@ from lavaflow.models.netspec import (
     Readout,
     SoftResetNeurons,
 )
-from lavaflow.models.reference import simulate
+from lavaflow.models.reference import input_payload, simulate
 
 
 def feedback_net(
@@ -64,7 +70,7 @@ def even_round(values: np.ndarray | float) -> np.ndarray:
     input_range=st.floats(0.25, 4.0),
 )
 def test_weight_error_is_half_a_step_and_exponents_are_minimal(seed, feedback_octaves, encoding, input_range):
-    """|w − ŵ| ≤ scale·2^e / unit (half the even-mantissa step); e is the least exponent that fits 254."""
+    """|w − ŵ| ≤ scale·2^e / unit (half the even-mantissa step); e is the least exponent ≥ −8 that fits 254."""
     rng = np.random.default_rng(seed)
     spec = feedback_net(rng, encoding=encoding, feedback_std=0.15 * 2.0**feedback_octaves)
     try:
@@ -82,8 +88,8 @@ def test_weight_error_is_half_a_step_and_exponents_are_minimal(seed, feedback_oc
         assert np.all(np.abs(weight - restored) <= step / payload_unit * (1 + 1e-9))
         assert np.all(quantised.weight % 2 == 0) and np.abs(quantised.weight).max() <= 254
         largest = np.abs(weight).max() * payload_unit
-        assert quantised.weight_exp >= 0
-        if quantised.weight_exp > 0:  # one exponent less would not fit
+        assert quantised.weight_exp >= MIN_WEIGHT_EXP
+        if quantised.weight_exp > MIN_WEIGHT_EXP:  # one exponent less would not fit
             assert even_round(largest / (scale * 2.0 ** (quantised.weight_exp - 1))) > 254
     coarsened = {note.split(":")[0] for note in report.notes if "coarsened" in note}
     for name, population in fixed.populations.items():
@@ -306,18 +312,23 @@ def one_layer(threshold: float, bias: float, reset_potential: float = 0.0) -> Ne
 
 def test_unrepresentable_values_raise():
     with pytest.raises(NetSpecError, match="threshold"):
-        quantize(one_layer(threshold=1e6, bias=0.0))  # 17-bit vth needs an LSB of 7.6 > the weights
+        quantize(one_layer(threshold=1e9, bias=0.0))  # 17-bit vth needs an LSB of 7,629: weights < 2^−8 LSB
     with pytest.raises(NetSpecError, match="bias"):
-        quantize(one_layer(threshold=3e4, bias=2e4))  # 13-bit mantissa << 7 needs an LSB of 2.4 > the weights
+        quantize(one_layer(threshold=3e7, bias=2e7))  # 13-bit mantissa << 7 needs an LSB of 2,441
+    fixed, _ = quantize(one_layer(threshold=3e4, bias=2e4))  # an LSB of 2.4: W·x is shifted right instead
+    assert fixed.connections[0].weight_exp < 0
     with pytest.raises(NetSpecError, match="subtraction"):
         quantize(one_layer(threshold=1.0, bias=0.0, reset_potential=1.0 - 1e-9))
     with pytest.raises(NetSpecError, match="input_range"):
         quantize(one_layer(threshold=1.0, bias=0.0), input_range=0.0)
-    lopsided = feedback_net(np.random.default_rng(0), encoding="current", feedback_std=40.0)
+    lopsided = feedback_net(np.random.default_rng(0), encoding="current", feedback_std=40.0 * 2**8)
     with pytest.raises(NetSpecError, match="input_range"):
-        quantize(lopsided)  # feedback could inject ~500 per step; inputs weigh ~0.005 per payload unit
+        quantize(lopsided)  # feedback could inject ~10^5 per step; inputs weigh ~0.005 per payload unit
     fixed, report = quantize(one_layer(threshold=600.0, bias=0.0))  # fits once the scale is coarsened
-    assert fixed.populations["p"].vth == 131071 and any("coarsened" in note for note in report.notes)
+    population = fixed.populations["p"]
+    assert any("coarsened" in note for note in report.notes)
+    # dyadic weights (1, ±0.5, 0.25): the scale snaps to 2^−7, on which they and θ are exact
+    assert population.scale == 2.0**-7 and population.vth == 76800 <= 131071
 
 
 # ----------------------------------------------------------------------------- spike-preserving bias clip
@@ -493,5 +504,45 @@ def test_cuba_biases_are_not_clipped():
     spec = NetSpec(Input((2,), "rate"), {"p": neurons}, (connection,), Readout("p", np.eye(2), np.zeros(2)), 4)
     lower, upper = spike_preserving_bias_range(spec)["p"]
     assert np.all(np.isneginf(lower)) and np.all(np.isposinf(upper))
+    with pytest.raises(NetSpecError, match="threshold 1 rounds to zero"):
+        quantize(spec)  # representable weights (mantissa 2 at weight_exp −8), but one LSB is 122 > θ
+    spec.populations["p"].bias[0] = 1e8
     with pytest.raises(NetSpecError, match="bias"):
-        quantize(spec)
+        quantize(spec)  # one LSB of 12,207: every weight vanishes
+
+
+# ------------------------------------------------------------------------------- exact grids and payloads
+@pytest.mark.parametrize("encoding", ["current", "rate"])
+def test_weights_on_slayers_grid_reach_fixed_point_exactly(encoding: str) -> None:
+    """bptt's slayer weights are multiples of 2/64: the scale snaps onto that grid, so no weight is re-rounded."""
+    rng = np.random.default_rng(5)
+    weights = [rng.integers(-127, 128, shape) / 32.0 for shape in ((30, 16), (10, 30))]  # slayer: even/64
+    populations = {name: CubaNeurons(np.zeros(n), threshold=1.25, current_decay=0.25, voltage_decay=123 / 4096)
+                   for name, n in (("hidden", 30), ("out", 10))}
+    connections = (Connection(INPUT, "hidden", Dense(weights[0]), 0), Connection("hidden", "out", Dense(weights[1]), 1))
+    spec = NetSpec(Input((16,), encoding), populations, connections, Readout("out", np.eye(10), np.zeros(10)), 8)
+    fixed, report = quantize(spec, input_range=1.0625)
+    restored = dequantize(fixed)
+    for original, exact in zip(spec.connections, restored.connections, strict=True):
+        np.testing.assert_allclose(exact.synapse.weight, original.synapse.weight, rtol=1e-12, atol=0)
+    for name, population in restored.populations.items():
+        assert population.threshold == pytest.approx(1.25, rel=1e-12), name
+    assert report.max_relative_error < 1e-12  # float noise of the unit 1.0625/255 only
+    # weights off the grid are rounded as usual (to half a step, see the error-bound test above)
+    free = NetSpec(spec.input, populations,
+                   (Connection(INPUT, "hidden", Dense(weights[0] + 1e-3 * rng.random((30, 16))), 0), connections[1]),
+                   spec.readout, 8)
+    assert quantize(free, input_range=1.0625)[1].max_relative_error > 0
+
+
+def test_exact_input_range_gives_every_intensity_an_exact_payload() -> None:
+    digits = np.arange(17) / 16.0  # sklearn digits: 0..16, scaled to [0, 1]
+    assert exact_input_range(digits) == pytest.approx(255 / 240)  # payload = 15·k
+    spec = NetSpec(Input((17,), "current"), {"p": SoftResetNeurons(np.zeros(1), 1.0)},
+                   (Connection(INPUT, "p", Dense(np.full((1, 17), 0.1)), 0),), Readout("p", np.eye(1), np.zeros(1)), 1)
+    fixed, _ = quantize(spec, input_range=exact_input_range(digits))
+    payload = input_payload(fixed, digits[None, None, :])
+    np.testing.assert_array_equal(payload[0, 0], 15 * np.arange(17))
+    assert exact_input_range(np.arange(256) / 255.0) == 1.0  # 8-bit images are exact at payload = value·255
+    assert exact_input_range(np.array([0.0, 0.25, 0.5])) == pytest.approx(255 / 508)  # k/4, k ≤ 2: payload 127·k
+    assert exact_input_range(np.random.default_rng(0).random(100)) == 1.0  # no grid: the unit range
