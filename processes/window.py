@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.variable import Var
 
 from lavaflow.processes.dynamics import NeuronArithmetic, State
 
@@ -43,6 +46,33 @@ def check_window_steps(window_steps: int) -> int:
     return int(window_steps)
 
 
+class AbstractWindowedNeurons(AbstractProcess):
+    """The ports and Vars every windowed neuron process declares; a concrete process adds its own state and
+    constants (CUBA: u, du; soft reset: v_reset)."""
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        vth: float,
+        window_steps: int,
+        dv: float,
+        bias_mant: float | np.ndarray,
+        bias_exp: int | np.ndarray,
+        name: str | None,
+        log_config: LogConfig | None,
+    ) -> None:
+        super().__init__(shape=shape, window_steps=window_steps, name=name, log_config=log_config)
+        check_window_steps(window_steps)  # after super(): Lava's __del__ needs an initialised process
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.v = Var(shape=shape, init=0)
+        self.vth = Var(shape=(1,), init=vth)
+        self.dv = Var(shape=(1,), init=dv)
+        self.bias_mant = Var(shape=shape, init=bias_mant)
+        self.bias_exp = Var(shape=shape, init=bias_exp)
+
+
 class AbstractWindowedNeuronModel(PyLoihiProcessModel):
     """The order of a neuron step, shared by every neuron kind and precision (as Lava's LIF models share theirs).
 
@@ -59,9 +89,11 @@ class AbstractWindowedNeuronModel(PyLoihiProcessModel):
         """The neuron's arithmetic built from the current Var values (so a Var set between runs takes effect)."""
         raise NotImplementedError("arithmetic() is supplied by a concrete neuron model")
 
+    spike_dtype: type = np.float64  # the payload type of s_out: float64 (floating_pt) or int32 (fixed_pt)
+
     def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
-        """Boolean spikes as the payload type of ``s_out`` (float64 or int32)."""
-        raise NotImplementedError("encode_spikes() is supplied by a concrete neuron model")
+        """Boolean spikes as the payload type of ``s_out``."""
+        return spikes.astype(self.spike_dtype)
 
     def state(self, names: tuple[str, ...]) -> State:
         return {name: getattr(self, name) for name in names}

@@ -33,9 +33,6 @@ class PyCubaLIFModelFloat(AbstractWindowedNeuronModel):
     def arithmetic(self) -> NeuronArithmetic:
         return CubaFloat(vth=float(self.vth), du=float(self.du), dv=float(self.dv), bias=self.bias_mant)
 
-    def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
-        return spikes.astype(np.float64)
-
 
 @implements(proc=CubaLIF, protocol=LoihiProtocol)
 @requires(CPU)
@@ -43,6 +40,7 @@ class PyCubaLIFModelFloat(AbstractWindowedNeuronModel):
 class PyCubaLIFModelFixed(AbstractWindowedNeuronModel):
     """CubaLIF bit-accurate with Lava's PyLifModelBitAcc (same precisions), plus the per-sample window."""
 
+    spike_dtype = np.int32
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=16)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
     u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
@@ -57,6 +55,3 @@ class PyCubaLIFModelFixed(AbstractWindowedNeuronModel):
         return CubaFixed(
             vth=int(self.vth), du=int(self.du), dv=int(self.dv), bias=effective_bias(self.bias_mant, self.bias_exp)
         )
-
-    def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
-        return spikes.astype(np.int32)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.process import LogConfig
 from lava.magma.core.process.variable import Var
 
-from lavaflow.processes.window import check_window_steps
+from lavaflow.processes.window import AbstractWindowedNeurons
 
 
-class CubaLIF(AbstractProcess):
+class CubaLIF(AbstractWindowedNeurons):
     """Lava's current-based LIF (lava.proc.lif.LIF: hard reset to 0, fires at v > vth) with a per-sample window.
 
     u[t] = (1 − du)·u[t−1] + a_in[t];   v[t] = (1 − dv)·v[t−1] + u[t] + bias;   s_out[t] = [v[t] > vth];
@@ -48,14 +47,15 @@ class CubaLIF(AbstractProcess):
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
-        super().__init__(shape=shape, window_steps=window_steps, name=name, log_config=log_config)
-        check_window_steps(window_steps)  # after super(): Lava's __del__ needs an initialised process
-        self.a_in = InPort(shape=shape)
-        self.s_out = OutPort(shape=shape)
+        super().__init__(
+            shape=shape,
+            vth=vth,
+            window_steps=window_steps,
+            dv=dv,
+            bias_mant=bias_mant,
+            bias_exp=bias_exp,
+            name=name,
+            log_config=log_config,
+        )
         self.u = Var(shape=shape, init=0)
-        self.v = Var(shape=shape, init=0)
-        self.vth = Var(shape=(1,), init=vth)
         self.du = Var(shape=(1,), init=du)
-        self.dv = Var(shape=(1,), init=dv)
-        self.bias_mant = Var(shape=shape, init=bias_mant)
-        self.bias_exp = Var(shape=shape, init=bias_exp)

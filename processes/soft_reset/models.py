@@ -32,9 +32,6 @@ class PySoftResetLIFModelFloat(AbstractWindowedNeuronModel):
     def arithmetic(self) -> NeuronArithmetic:
         return SoftResetFloat(vth=float(self.vth), v_reset=float(self.v_reset), dv=float(self.dv), bias=self.bias_mant)
 
-    def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
-        return spikes.astype(np.float64)
-
 
 @implements(proc=SoftResetLIF, protocol=LoihiProtocol)
 @requires(CPU)
@@ -47,6 +44,7 @@ class PySoftResetLIFModelFixed(AbstractWindowedNeuronModel):
     int32: Lava's Dense sends int32 and its Python models do not saturate a_in to 16 bits either.
     """
 
+    spike_dtype = np.int32
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=16)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
@@ -63,6 +61,3 @@ class PySoftResetLIFModelFixed(AbstractWindowedNeuronModel):
             dv=int(self.dv),
             bias=effective_bias(self.bias_mant, self.bias_exp),
         )
-
-    def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
-        return spikes.astype(np.int32)

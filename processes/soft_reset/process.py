@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from lava.magma.core.process.ports.ports import InPort, OutPort
-from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.process import LogConfig
 from lava.magma.core.process.variable import Var
 
-from lavaflow.processes.window import check_window_steps
+from lavaflow.processes.window import AbstractWindowedNeurons
 
 
-class SoftResetLIF(AbstractProcess):
+class SoftResetLIF(AbstractWindowedNeurons):
     """IF/LIF neurons that fire at v ≥ vth and reset by subtracting vth − v_reset (Lava's LIF: v > vth, v ← 0).
 
     v[t] = (1 − dv)·v[t−1] + a_in[t] + bias;   s_out[t] = [v[t] ≥ vth];   v[t] −= s_out[t]·(vth − v_reset)
@@ -48,13 +47,14 @@ class SoftResetLIF(AbstractProcess):
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
-        super().__init__(shape=shape, window_steps=window_steps, name=name, log_config=log_config)
-        check_window_steps(window_steps)  # after super(): Lava's __del__ needs an initialised process
-        self.a_in = InPort(shape=shape)
-        self.s_out = OutPort(shape=shape)
-        self.v = Var(shape=shape, init=0)
-        self.vth = Var(shape=(1,), init=vth)
+        super().__init__(
+            shape=shape,
+            vth=vth,
+            window_steps=window_steps,
+            dv=dv,
+            bias_mant=bias_mant,
+            bias_exp=bias_exp,
+            name=name,
+            log_config=log_config,
+        )
         self.v_reset = Var(shape=(1,), init=v_reset)
-        self.dv = Var(shape=(1,), init=dv)
-        self.bias_mant = Var(shape=shape, init=bias_mant)
-        self.bias_exp = Var(shape=shape, init=bias_exp)
