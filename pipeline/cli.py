@@ -95,7 +95,10 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
             "spike_agreement_<backend> (samples whose output spike counts equal the reference simulator's in the "
             "same precision) and samples_per_second_<backend> into metrics.json. Backends: torch (the reference "
             "simulator, float64), lava-float and lava-fixed (Lava's CPU simulator; fixed point is quantised to "
-            "Loihi 2's bit widths and bit-accurate), loihi2 (needs Intel's lava-loihi)."
+            "Loihi 2's bit widths and bit-accurate), loihi2 (needs Intel's lava-loihi). lava-fixed prints the "
+            "quantisation report on stderr: per tensor the largest error, what clipped, what rounded to zero, the "
+            "scales, and the input payload range (exact 8-bit payloads where the data's intensities lie on a 1/n "
+            "grid, e.g. digits' sixteenths)."
         ),
     )
     parser.add_argument("run_dir", help="a run dir written by `lavaflow train`")
