@@ -87,7 +87,8 @@ def simulate_run(
     source = spec.readout.source
     fixed = None
     if backend == "lava-fixed":
-        input_range = exact_input_range(samples.inputs) if spec.input.encoding == "current" else 1.0
+        # current encoding repeats one intensity per step: the first step holds every value
+        input_range = exact_input_range(samples.inputs[0]) if spec.input.encoding == "current" else 1.0
         fixed, report = quantize(spec, input_range=input_range)
         print(report, file=sys.stderr)
         if spec.input.encoding == "current":
