@@ -310,6 +310,10 @@ class _Incoming:
         """Float current per payload unit: what the integer weight approximates in a_in LSBs × scale."""
         return self.connection.synapse.weight.astype(np.float64) * self.unit
 
+    def exponent(self, scale: float) -> int:
+        """Its weight_exp at ``scale`` (``_weight_exponent`` of its largest effective weight)."""
+        return _weight_exponent(float(np.abs(self.effective).max(initial=0)), scale, self.label)
+
 
 def _input_scale(spec: NetSpec, input_range: float) -> float:
     """The float intensity of one input payload unit, after checking ``input_range``."""
@@ -445,8 +449,7 @@ def _snap_to_weight_grid(scale: float, neurons: Neurons, bias: _Bias, inputs: li
         return scale  # the grids are not powers of two apart: no common scale makes them all exact
     snapped = finest * 2.0 ** -math.floor(math.log2(finest / scale) + 1e-12)
     for incoming in inputs:
-        largest = float(np.abs(incoming.effective).max(initial=0))
-        mantissa = incoming.effective / (snapped * 2.0 ** _weight_exponent(largest, snapped, incoming.label))
+        mantissa = incoming.effective / (snapped * 2.0 ** incoming.exponent(snapped))
         if not np.allclose(mantissa, _even_round(mantissa), rtol=0, atol=1e-6):
             return scale
     if _largest_integer_input(inputs, snapped) > ACTIVATION_MAX or _bias_excess(bias, neurons, inputs, snapped) > 1:
@@ -519,7 +522,7 @@ def _integer_input_bounds(inputs: list[_Incoming], scale: float, size: int) -> t
     a negative exponent floors W·x, which can take it one LSB further down."""
     positive, negative = np.zeros(size), np.zeros(size)
     for incoming in inputs:
-        exponent = _weight_exponent(float(np.abs(incoming.effective).max(initial=0)), scale, incoming.label)
+        exponent = incoming.exponent(scale)
         integer = _even_round(incoming.effective / (scale * 2.0**exponent)) * 2.0**exponent * incoming.payload_max
         positive += _row_sums(np.maximum(integer, 0), incoming.connection)
         negative += _row_sums(np.maximum(-integer, 0), incoming.connection) + (exponent < 0)  # floor: −1 at most
@@ -566,7 +569,7 @@ def _weight_exponent(largest: float, scale: float, label: str) -> int:
 def _quantize_connection(incoming: _Incoming, scale: float) -> tuple[FixedConnection, TensorError]:
     connection = incoming.connection
     effective = incoming.effective
-    exponent = _weight_exponent(float(np.abs(effective).max(initial=0)), scale, incoming.label)
+    exponent = incoming.exponent(scale)
     step = scale * 2.0**exponent
     mantissa = _even_round(effective / step).astype(np.int64)
     restored = mantissa * (step / incoming.unit)

@@ -87,13 +87,13 @@ def simulate_run(
     source = spec.readout.source
     fixed = None
     if backend == "lava-fixed":
-        # current encoding repeats one intensity per step: the first step holds every value
-        input_range = exact_input_range(samples.inputs[0]) if spec.input.encoding == "current" else 1.0
-        fixed, report = quantize(spec, input_range=input_range)
-        print(report, file=sys.stderr)
-        if spec.input.encoding == "current":
+        input_range = 1.0
+        if spec.input.encoding == "current":  # one intensity repeated every step: the first step holds every value
+            input_range = exact_input_range(samples.inputs[0])
             print(f"input: payload = round(x · 255 / {input_range:.6g}), 8 bits (exact where the data's intensities "
                   f"lie on a 1/n grid)", file=sys.stderr)
+        fixed, report = quantize(spec, input_range=input_range)
+        print(report, file=sys.stderr)
     oracle_started = time.perf_counter()
     oracle = reference(fixed if fixed is not None else spec, samples.inputs)
     oracle_seconds = time.perf_counter() - oracle_started

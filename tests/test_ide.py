@@ -76,6 +76,18 @@ def exact_implicit_gradient(model: IDENetwork, inputs: torch.Tensor, targets: to
     return torch.cat([g.flatten() for g in filled])
 
 
+def ide_and_exact_gradients(model, generator, inputs, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loop parameters' gradient from IDE's backward, and the exact one from a dense solve on the same forward.
+
+    The forward draws dropout masks, refreshes the power iteration and BN statistics: it is replayed exactly."""
+    state, generator_state = copy.deepcopy(model.state_dict()), generator.get_state()
+    functional.cross_entropy(model(inputs), targets).backward()
+    got = torch.cat([p.grad.flatten() for p in loop_parameters(model)])
+    model.load_state_dict(state)
+    generator.set_state(generator_state)
+    return got, exact_implicit_gradient(model, inputs, targets)
+
+
 @pytest.mark.parametrize("solver", ["broyden", "fixed_point"])
 @pytest.mark.parametrize("leak", [1.0, 0.9], ids=["IF", "LIF"])
 @pytest.mark.parametrize("shape", [DENSE, CONV, DENSE_MULTI, CONV_MULTI], ids=["dense", "conv", "dense3", "conv2"])
@@ -83,14 +95,7 @@ def test_gradient_equals_dense_implicit_solve(shape, leak, solver):
     model, generator = make_model(shape, leak=leak, solver=solver)
     model.train()
     inputs = constant_input(shape[2], batch=4, time_steps=20)
-    targets = torch.tensor([0, 1, 2, 3])
-    # The forward draws dropout masks, refreshes the power iteration and BN statistics: replay it exactly.
-    state, generator_state = copy.deepcopy(model.state_dict()), generator.get_state()
-    functional.cross_entropy(model(inputs), targets).backward()
-    got = torch.cat([p.grad.flatten() for p in loop_parameters(model)])
-    model.load_state_dict(state)
-    generator.set_state(generator_state)
-    expected = exact_implicit_gradient(model, inputs, targets)
+    got, expected = ide_and_exact_gradients(model, generator, inputs, torch.tensor([0, 1, 2, 3]))
     assert expected.norm() > 1e-3  # the loop really receives gradient
     assert functional.cosine_similarity(got, expected, dim=0) >= 0.999
     assert (got - expected).norm() <= 1e-6 * expected.norm()
@@ -100,13 +105,7 @@ def test_gradient_with_spike_input_and_lif_uses_the_weighted_input_average():
     model, generator = make_model(DENSE, leak=0.9)
     model.train()
     inputs = spike_input(DENSE[2], batch=4, time_steps=20)
-    targets = torch.tensor([4, 3, 2, 1])
-    state, generator_state = copy.deepcopy(model.state_dict()), generator.get_state()
-    functional.cross_entropy(model(inputs), targets).backward()
-    got = torch.cat([p.grad.flatten() for p in loop_parameters(model)])
-    model.load_state_dict(state)
-    generator.set_state(generator_state)
-    expected = exact_implicit_gradient(model, inputs, targets)
+    got, expected = ide_and_exact_gradients(model, generator, inputs, torch.tensor([4, 3, 2, 1]))
     assert functional.cosine_similarity(got, expected, dim=0) >= 0.999
 
 

@@ -39,6 +39,7 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
     """
 
     state_dtype: type = np.float64
+    spike_dtype: type = np.float64
 
     def __init__(self, proc_params: dict) -> None:
         super().__init__(proc_params)
@@ -72,7 +73,8 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
         raise NotImplementedError("synaptic_input() is supplied by a concrete network model")
 
     def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
-        raise NotImplementedError("encode_spikes() is supplied by a concrete network model")
+        """Spikes as the payload type of ``s_out``: float64 (floating_pt) or int32 (fixed_pt)."""
+        return spikes.astype(self.spike_dtype)
 
     def _source(self, projection: Projection) -> np.ndarray:
         """What the projection's Dense received at the previous step, as float64 (B, n_source)."""
@@ -131,9 +133,6 @@ class PySpikingNetworkModelFloat(AbstractPyNetworkModel):
     def synaptic_input(self, projection: Projection, weights_t: np.ndarray, source: np.ndarray) -> np.ndarray:
         return source @ weights_t
 
-    def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
-        return spikes.astype(np.float64)
-
 
 @implements(proc=SpikingNetwork, protocol=LoihiProtocol)
 @requires(CPU)
@@ -149,6 +148,7 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
     state_dtype = np.int64
+    spike_dtype = np.int32
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
         bias = effective_bias(population.bias_mant, population.bias_exp)
@@ -162,9 +162,6 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
         accumulated = np.rint(source @ weights_t).astype(np.int64)
         exponent = int(projection.weight_exp)
         return accumulated << exponent if exponent >= 0 else accumulated >> -exponent
-
-    def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
-        return spikes.astype(np.int32)
 
 
 @implements(proc=SpikingNetwork, protocol=LoihiProtocol)
