@@ -56,6 +56,8 @@ from lavaflow.models.fixed import (
     PAYLOAD_MAX,
     SUBTRACTION_MAX,
     THRESHOLD_MAX,
+    WEIGHT_EXP_MAX,
+    WEIGHT_EXP_MIN,
     FixedConnection,
     FixedNetSpec,
     FixedPopulation,
@@ -69,12 +71,13 @@ from lavaflow.models.netspec import (
     NetSpec,
     Neurons,
     SoftResetNeurons,
+    check_real,
 )
 
 MANTISSA_LIMIT = 254  # the quantiser's symmetric even range [−254, 254] (see the module docstring)
 RESCALE = "Rescale the population (divide its threshold, reset potential, bias and incoming weights alike)."
-MAX_WEIGHT_EXP = 24  # beyond this, one weight would outweigh the 18-bit a_in range on its own
-MIN_WEIGHT_EXP = -8  # Loihi's weight exponent reaches down to −8: a right shift of W·x by up to 8 bits
+MAX_WEIGHT_EXP = WEIGHT_EXP_MAX  # Loihi's weight exponent is 4-bit signed: W·x << up to 7 bits
+MIN_WEIGHT_EXP = WEIGHT_EXP_MIN  # ... and a right shift of W·x by up to 8 bits
 INPUT_REASON = f"largest possible a_in (≤ {ACTIVATION_MAX}, 18 bits)"
 INPUT_ADVICE = "Lower input_range, or shrink the largest incoming weights (e.g. feedback) relative to the others."
 CLIP_MARGIN = 2.0**-20  # relative widening of the spike-preserving range (see spike_preserving_bias_range)
@@ -168,7 +171,8 @@ def quantize(spec: NetSpec, *, input_range: float = 1.0) -> tuple[FixedNetSpec, 
             scale that keeps the weights (a threshold beyond 17 bits, a bias beyond 13 + 7 bits, inputs whose
             worst case spans more than 18 bits, a reset subtraction that rounds to zero).
     """
-    _check_finite(spec)
+    spec.validate()  # arrays are mutable: a NaN written in after the build is caught here
+    input_range = _input_range(input_range)
     input_scale = _input_scale(spec, input_range)
     tensors: list[TensorError] = []
     notes: list[str] = []
@@ -225,8 +229,8 @@ def spike_preserving_bias_range(spec: NetSpec, *, input_range: float = 1.0) -> d
     Returns:
         population name → (lower, upper), two float64 arrays of the population's size.
     """
-    _check_finite(spec)
-    _input_scale(spec, input_range)
+    spec.validate()
+    input_range = _input_range(input_range)
     ranges = {}
     for name, neurons in spec.populations.items():
         bounds = _spike_preserving_range(neurons, _incoming(spec, name, input_range))
@@ -315,10 +319,16 @@ class _Incoming:
         return _weight_exponent(float(np.abs(self.effective).max(initial=0)), scale, self.label)
 
 
+def _input_range(input_range: object) -> float:
+    """``input_range`` as a positive float (numpy scalars welcome), or NetSpecError."""
+    value = check_real("input_range", input_range, 0.0)
+    if value <= 0:
+        raise NetSpecError(f"input_range must be positive, got {value:g}")
+    return value
+
+
 def _input_scale(spec: NetSpec, input_range: float) -> float:
-    """The float intensity of one input payload unit, after checking ``input_range``."""
-    if not (isinstance(input_range, (int, float)) and math.isfinite(input_range) and input_range > 0):
-        raise NetSpecError(f"input_range must be a positive finite number, got {input_range!r}")
+    """The float intensity of one input payload unit."""
     return input_range / PAYLOAD_MAX if spec.input.encoding == "current" else 1.0
 
 
@@ -388,6 +398,15 @@ def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: l
         ),
         (INPUT_REASON, INPUT_ADVICE, _largest_input(inputs) / ACTIVATION_MAX),
     ]
+    if nonzero:  # the largest weight must fit a mantissa at Loihi's largest weight exponent
+        widest, label = max(nonzero)
+        bounds.append(
+            (
+                f"largest weight {widest:.3g} of {label} (≤ {MANTISSA_LIMIT} << {MAX_WEIGHT_EXP})",
+                "Shrink the largest weights relative to the population's smallest ones (or its threshold).",
+                widest / (MANTISSA_LIMIT * 2.0**MAX_WEIGHT_EXP),
+            )
+        )
     if isinstance(neurons, SoftResetNeurons):
         subtraction = neurons.threshold - neurons.reset_potential
         bounds.append(
@@ -419,7 +438,7 @@ def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: l
     scale, reason, advice = _settle(name, neurons, inputs, bias, fine, bounds)
     if scale == 0.0:
         return 1.0, bias  # nothing to represent: no weights, threshold, subtraction or bias
-    if fine > 0.0 and scale > fine:
+    if nonzero and scale > fine:  # fine is 0 where the smallest weights underflow (denormals): they vanish too
         for value, label in nonzero:  # a connection that vanishes entirely changes the network: refuse
             if _even_round(value / (scale * 2.0**MIN_WEIGHT_EXP)) == 0:
                 raise NetSpecError(
@@ -427,9 +446,10 @@ def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: l
                     f"then every weight of {label} rounds to zero even at weight_exp {MIN_WEIGHT_EXP} (the largest "
                     f"is {value:.3g}): the population's values span more than its integers can hold. {advice}"
                 )
-        lost = math.log2(scale / fine) + MIN_WEIGHT_EXP  # bits beyond what negative weight exponents recover
+        coarsened = scale / fine if fine > 0.0 else math.inf
+        lost = math.log2(coarsened) + MIN_WEIGHT_EXP  # bits beyond what negative weight exponents recover
         notes.append(
-            f"{name}: scale coarsened ×{scale / fine:.3g} so the {reason} fits; "
+            f"{name}: scale coarsened ×{coarsened:.3g} so the {reason} fits; "
             + (f"weights lose {lost:.1f} bits (weight_exp stops at {MIN_WEIGHT_EXP})" if lost > 0 else
                "the connections keep their 7-bit mantissas through negative weight exponents (W·x floored)")
         )
@@ -445,6 +465,8 @@ def _snap_to_weight_grid(scale: float, neurons: Neurons, bias: _Bias, inputs: li
         return scale
     steps = [grid * i.unit for grid, i in zip(grids, inputs, strict=True)]  # float current of one grid step
     finest = min(steps)
+    if finest < np.finfo(np.float64).tiny or max(steps) / finest > 2.0**60:  # denormal grids: nothing to snap to
+        return scale
     if any(abs(math.log2(step / finest) - round(math.log2(step / finest))) > 1e-9 for step in steps):
         return scale  # the grids are not powers of two apart: no common scale makes them all exact
     snapped = finest * 2.0 ** -math.floor(math.log2(finest / scale) + 1e-12)
@@ -558,9 +580,8 @@ def _weight_exponent(largest: float, scale: float, label: str) -> int:
     while _even_round(largest / (scale * 2.0**exponent)) > MANTISSA_LIMIT:
         exponent += 1
         if exponent > MAX_WEIGHT_EXP:
-            raise NetSpecError(
-                f"{label}: weights are 2^{MAX_WEIGHT_EXP} times larger than the population's other "
-                f"inputs; one spike would exceed the 18-bit input range"
+            raise NetSpecError(  # _choose_scale bounds the weights, so this is reached only by a broken invariant
+                f"{label}: weights {largest:.3g} exceed {MANTISSA_LIMIT} << {MAX_WEIGHT_EXP} at scale {scale:.3g}"
             )
     return exponent
 
@@ -736,20 +757,3 @@ def _row_sums(weight: np.ndarray, connection: Connection) -> np.ndarray:
         return weight.sum(axis=1)
     per_channel = weight.reshape(weight.shape[0], -1).sum(axis=1)
     return np.repeat(per_channel, connection.synapse.out_size // weight.shape[0])
-
-
-def _check_finite(spec: NetSpec) -> None:
-    """NetSpec validates when built, but its arrays are mutable: check again before trusting them."""
-    arrays: list[tuple[str, np.ndarray]] = []
-    for index, connection in enumerate(spec.connections):
-        arrays.append((f"{_label(index, connection)}.weight", connection.synapse.weight))
-    for name, neurons in spec.populations.items():
-        arrays.append((f"{name}.bias", neurons.bias))
-        scalars = [neurons.threshold, neurons.voltage_decay]
-        scalars += [neurons.reset_potential] if isinstance(neurons, SoftResetNeurons) else [neurons.current_decay]
-        arrays.append((f"{name} parameters", np.array(scalars, dtype=np.float64)))
-    arrays += [("readout.weight", spec.readout.weight), ("readout.bias", spec.readout.bias)]
-    for name, values in arrays:
-        if not np.all(np.isfinite(values)):
-            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-            raise NetSpecError(f"{name}: {bad} non-finite value(s) (NaN or inf); the training run diverged")

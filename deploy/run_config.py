@@ -32,6 +32,8 @@ def run_config(backend: str, *, select_sub_proc_model: bool = False) -> RunConfi
     Raises:
         BackendError: an unknown backend, or "loihi2" without lava-loihi.
     """
+    if not isinstance(backend, str):
+        raise BackendError(f"backend must be a name, one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend in SIMULATOR_TAGS:
         return Loihi2SimCfg(
             select_tag=SIMULATOR_TAGS[backend], select_sub_proc_model=select_sub_proc_model, loglevel=logging.WARNING

@@ -283,6 +283,15 @@ class FeedbackSNN(nn.Module):
         scale = norm.weight * torch.rsqrt(variance + norm.eps)
         return scale, norm.bias - mean * scale
 
+    def reseed_random_streams(self, seed: int) -> None:
+        """Restart the dropout masks' generator from ``seed``.
+
+        The training loop calls this at every epoch with a seed derived from (seed, epoch, worker), so the masks
+        of an epoch do not depend on how many epochs this process ran before: a resumed run draws the same masks
+        as an uninterrupted one, and DDP workers draw different masks for their different samples.
+        """
+        self._generator.generator.manual_seed(seed)
+
     def _masks(self, batch_size: int, like: Tensor) -> tuple[Tensor, ...] | None:
         if not self.training or self.dropout == 0:
             return None

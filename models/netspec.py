@@ -21,7 +21,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import numbers
 import os
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
@@ -29,7 +31,7 @@ from typing import ClassVar
 import numpy as np
 
 from lavaflow.models.atomic import atomic_write_bytes
-from lavaflow.models.errors import NetSpecError
+from lavaflow.models.errors import DataError, LavaflowError, NetSpecError
 
 FORMAT_VERSION = 1
 INPUT = "input"  # the reserved name of the input node in connections
@@ -49,9 +51,40 @@ def _array(name: str, value: object, ndim: int) -> np.ndarray:
     return value
 
 
-def _finite(name: str, value: float, low: float = -math.inf, high: float = math.inf) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
-        raise NetSpecError(f"{name}: expected a finite number in [{low}, {high}], got {value!r}")
+def check_real(
+    name: str,
+    value: object,
+    low: float = -math.inf,
+    high: float = math.inf,
+    error: type[LavaflowError] = NetSpecError,
+) -> float:
+    """``value`` as a float if it is a finite real number in [low, high] (numpy scalars included), else ``error``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise error(f"{name}: expected a number, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    if not (math.isfinite(number) and low <= number <= high):
+        raise error(f"{name}: expected a finite number in [{low:g}, {high:g}], got {number:g}")
+    return number
+
+
+def check_integer(
+    name: str,
+    value: object,
+    low: float = -math.inf,
+    high: float = math.inf,
+    error: type[LavaflowError] = NetSpecError,
+) -> int:
+    """``value`` as an int if it is an integer in [low, high] (numpy integers included; not 2.0, not True)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise error(f"{name}: expected an integer, got {value!r} ({type(value).__name__})")
+    if not low <= int(value) <= high:
+        raise error(f"{name}: expected an integer in [{low:g}, {high:g}], got {int(value)}")
+    return int(value)
+
+
+def _finite(node: object, name: str, low: float = -math.inf, high: float = math.inf) -> None:
+    """Check a float field of a frozen node and store it as a Python float (a numpy scalar would not serialise)."""
+    object.__setattr__(node, name, check_real(name, getattr(node, name), low, high))
 
 
 # ---------------------------------------------------------------------------------------------------- nodes
@@ -67,12 +100,46 @@ class Input:
     def __post_init__(self) -> None:
         if self.encoding not in self.ENCODINGS:
             raise NetSpecError(f"input encoding {self.encoding!r} is not one of {self.ENCODINGS}")
-        if not self.shape or any(int(d) <= 0 for d in self.shape):
-            raise NetSpecError(f"input shape must be positive, got {self.shape}")
+        if not isinstance(self.shape, (tuple, list)) or not self.shape:
+            raise NetSpecError(f"input shape must be a non-empty tuple, got {self.shape!r}")
+        object.__setattr__(self, "shape", tuple(check_integer("input shape", d, 1) for d in self.shape))
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+    def checked(self, inputs: object, time_steps: int) -> np.ndarray:
+        """``inputs`` (T, B, *shape) as C-contiguous float64, after the checks every simulator needs (one place).
+
+        A broadcast (stride-0) array, such as a current-encoded image repeated over T steps, becomes a dense copy:
+        ``astype`` would keep the broadcast layout and make every matmul over it several times slower. A
+        C-contiguous float64 array is returned as is, not copied; nothing downstream writes to it.
+
+        Raises:
+            DataError: not a real array, a shape other than (time_steps, B ≥ 1, *shape), or bad values
+                (``check_values``).
+        """
+        if not isinstance(inputs, np.ndarray) or inputs.dtype.kind not in "buif":
+            raise DataError(f"inputs must be a real numpy array, got {type(inputs).__name__}")
+        expected = (time_steps, "B", *self.shape)
+        if inputs.ndim != len(expected) or inputs.shape[0] != time_steps or inputs.shape[2:] != self.shape:
+            raise DataError(f"inputs have shape {inputs.shape}; the network expects {expected} (time first)")
+        if inputs.shape[1] == 0:
+            raise DataError("inputs hold an empty batch")
+        values = np.ascontiguousarray(inputs, dtype=np.float64)
+        self.check_values(values)
+        return values
+
+    def check_values(self, values: np.ndarray) -> None:
+        """Finite values; 0/1 for rate encoding, where Lava's binary synapse would send any non-zero value as 1
+        while a float simulator would scale by it, so the backends would silently disagree."""
+        if not np.all(np.isfinite(values)):
+            raise DataError("inputs hold NaN or inf values")
+        if self.encoding == "rate" and not np.all((values == 0) | (values == 1)):
+            raise DataError(
+                f"rate-encoded input must hold 0/1 spikes, got values in [{values.min():g}, {values.max():g}]; "
+                f"encode intensities as Bernoulli spikes, or build the NetSpec with the current encoding"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,9 +154,9 @@ class SoftResetNeurons:
 
     def __post_init__(self) -> None:
         _array("SoftResetNeurons.bias", self.bias, 1)
-        _finite("threshold", self.threshold, 0.0)
-        _finite("reset_potential", self.reset_potential, high=self.threshold)
-        _finite("voltage_decay", self.voltage_decay, 0.0, 1.0)
+        _finite(self, "threshold", 0.0)
+        _finite(self, "reset_potential", high=self.threshold)
+        _finite(self, "voltage_decay", 0.0, 1.0)
         if self.threshold - self.reset_potential <= 0:
             raise NetSpecError("threshold − reset_potential must be positive (a spike must remove charge)")
         _check_shape(self)
@@ -115,9 +182,9 @@ class CubaNeurons:
 
     def __post_init__(self) -> None:
         _array("CubaNeurons.bias", self.bias, 1)
-        _finite("threshold", self.threshold, 0.0)
-        _finite("current_decay", self.current_decay, 0.0, 1.0)
-        _finite("voltage_decay", self.voltage_decay, 0.0, 1.0)
+        _finite(self, "threshold", 0.0)
+        _finite(self, "current_decay", 0.0, 1.0)
+        _finite(self, "voltage_decay", 0.0, 1.0)
         _check_shape(self)
 
     @property
@@ -216,7 +283,7 @@ class Readout:
     def __post_init__(self) -> None:
         _array("Readout.weight", self.weight, 2)
         _array("Readout.bias", self.bias, 1)
-        _finite("rate_decay", self.rate_decay, 0.0, 1.0)
+        _finite(self, "rate_decay", 0.0, 1.0)
         if self.bias.shape[0] != self.weight.shape[0]:
             raise NetSpecError(f"Readout bias {self.bias.shape} does not match weight {self.weight.shape}")
 
@@ -238,8 +305,12 @@ class NetSpec:
     metadata: dict[str, str] = field(default_factory=dict)  # method, data set, ... (strings only)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.time_steps, int) or self.time_steps < 1:
-            raise NetSpecError(f"time_steps must be a positive integer, got {self.time_steps!r}")
+        object.__setattr__(self, "time_steps", check_integer("time_steps", self.time_steps, 1))
+        if not isinstance(self.input, Input) or not isinstance(self.readout, Readout):
+            raise NetSpecError(f"a NetSpec needs an Input and a Readout, got {self.input!r} and {self.readout!r}")
+        for name, neurons in self.populations.items():
+            if not isinstance(neurons, (SoftResetNeurons, CubaNeurons)):
+                raise NetSpecError(f"population {name!r}: {type(neurons).__name__} is not a neuron kind of NetSpec")
         if INPUT in self.populations:
             raise NetSpecError(f"{INPUT!r} is reserved for the input node; rename that population")
         for index, connection in enumerate(self.connections):
@@ -253,8 +324,30 @@ class NetSpec:
                 f"{self.readout.source!r} of {n_source} neurons"
             )
 
+    def validate(self) -> None:
+        """Check everything again, as when built: the arrays are mutable, so a NaN can be written in afterwards.
+
+        Every simulator calls this before it runs (models.reference, pipeline.export), and so does deploy.quantize.
+
+        Raises:
+            NetSpecError: what building the spec would raise now.
+        """
+        self.__post_init__()  # node types and structure first: the node checks below rely on them
+        nodes = [("input", self.input), *self.populations.items(), ("readout", self.readout)]
+        nodes += [(f"connection {i} ({c.source} → {c.target})", c.synapse) for i, c in enumerate(self.connections)]
+        for label, node in nodes:
+            try:
+                node.__post_init__()
+            except NetSpecError as error:  # "Dense.weight: ..." becomes "connection 1 (h → out).weight: ..."
+                message, prefix = str(error), f"{type(node).__name__}."
+                where = f"{label}.{message[len(prefix):]}" if message.startswith(prefix) else f"{label}: {message}"
+                raise NetSpecError(where) from None
+
     def _check_connection(self, index: int, connection: Connection) -> None:
+        if not isinstance(connection, Connection) or not isinstance(connection.synapse, (Dense, Conv)):
+            raise NetSpecError(f"connection {index}: expected a Connection with a Dense or Conv synapse")
         name = f"connection {index} ({connection.source} → {connection.target})"
+        check_integer(f"{name}: delay_steps", connection.delay_steps)
         if connection.target not in self.populations:
             raise NetSpecError(f"{name}: unknown target population {connection.target!r}")
         if connection.source == INPUT:
@@ -302,17 +395,24 @@ class NetSpec:
     @classmethod
     def load(cls, path: str | os.PathLike) -> NetSpec:
         """Read a file written by ``save``; never unpickles (allow_pickle=False)."""
+        advice = "the file is damaged or was not written by lavaflow; train the run again to rewrite it"
         try:
             with np.load(Path(path), allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
             header = json.loads(arrays.pop("__header__").tobytes().decode())
-        except (OSError, ValueError, KeyError) as error:
-            raise NetSpecError(f"{path} is not a readable NetSpec file ({error}); re-export it from the run") from None
-        if header.get("format_version") != FORMAT_VERSION:
-            raise NetSpecError(f"{path}: NetSpec format {header.get('format_version')} is not {FORMAT_VERSION}")
-        spec = _from_dict(header, arrays)
+            version = header.get("format_version")
+            if version != FORMAT_VERSION:
+                raise NetSpecError(f"{path}: NetSpec format {version!r} is not {FORMAT_VERSION}; {advice}")
+            spec = _from_dict(header, arrays)
+        except NetSpecError as error:  # a header that decodes but describes an inconsistent network
+            message = str(error) if str(path) in str(error) else f"{path}: {error}; {advice}"
+            raise NetSpecError(message) from None
+        except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError, AttributeError,
+                IndexError, RecursionError) as error:  # truncated, empty or not an npz; a damaged header
+            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            raise NetSpecError(f"{path} is not a readable NetSpec file ({reason}); {advice}") from None
         if not isinstance(spec, NetSpec):
-            raise NetSpecError(f"{path} does not hold a NetSpec")
+            raise NetSpecError(f"{path} does not hold a NetSpec; {advice}")
         return spec
 
 

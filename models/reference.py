@@ -9,10 +9,13 @@ NetSpec order: a_in = Σ_c W_c·x_c, summed over incoming connections in NetSpec
 (delay 0) or the source's spikes ``delay_steps`` ago (a ring buffer per source; zero before the first step); then
 the neuron update of models.neurons (float: decay, add a_in, add bias, fire, reset) or of models.fixed (integers).
 
-Fixed mode keeps the neuron state in int64 and checks every value against its Lava bit width, raising where
-Lava's own integers would silently overflow; only Lava's documented current wrap and voltage saturation are
-replicated. Synaptic sums W·x are computed in float64 by BLAS: every product and partial sum is an integer below
-2^53 (|W| ≤ 256, x ≤ 255, fan-in < 2^36), so float64 is exact and much faster than numpy's int64 matmul.
+Both modes pass the same gate as the Lava export before anything runs: ``NetSpec.validate`` and
+``Input.checked`` (float), models.fixed.input_payload (fixed point: spec, data and the 18-bit a_in bound), so every
+backend refuses the same specs and data. Fixed mode keeps the neuron state in int64; only Lava's documented current
+wrap and voltage saturation are replicated, and the gate guarantees nothing else can overflow (a_in fits 18 bits,
+so W·x and its shift fit Lava's int32). Synaptic sums W·x are computed in float64 by BLAS: every product and
+partial sum is an integer below 2^53 (|W| ≤ 256, x ≤ 255, fan-in < 2^36), so float64 is exact and much faster
+than numpy's int64 matmul.
 """
 
 from __future__ import annotations
@@ -24,35 +27,21 @@ import numpy as np
 import torch
 import torch.nn.functional as functional
 
-from lavaflow.models.errors import ConfigError, DataError, NetSpecError
+from lavaflow.models.errors import ConfigError
 from lavaflow.models.fixed import (
-    ACTIVATION_MAX,
-    ACTIVATION_MIN,
     ACTIVATION_SHIFT,
-    BIAS_EXP_MAX,
-    BIAS_MANT_MAX,
-    BIAS_MANT_MIN,
     CURRENT_WRAP,
     DECAY_BITS,
-    DECAY_MAX,
     DECAY_UNITY,
-    PAYLOAD_MAX,
     STATE_MAX,
-    SUBTRACTION_MAX,
-    THRESHOLD_MAX,
     THRESHOLD_SHIFT,
-    WEIGHT_MAX,
-    WEIGHT_MIN,
-    FixedConnection,
     FixedNetSpec,
     FixedPopulation,
 )
+from lavaflow.models.fixed import check_fixed_spec as check_fixed_spec  # re-exported: its old home
+from lavaflow.models.fixed import input_payload as input_payload
 from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Readout, SoftResetNeurons
 from lavaflow.models.neurons import SoftResetParams, rate_normaliser
-
-FIXED_KINDS = ("soft_reset", "cuba")
-INT32_MAX = (1 << 31) - 1  # Lava's Dense accumulates W·x and shifts it in int32
-MAX_DELAY_STEPS = 1 << 16  # a sanity bound: the ring buffer holds delay + 1 steps of spikes
 
 
 @dataclass(frozen=True)
@@ -88,176 +77,42 @@ def simulate(spec: NetSpec | FixedNetSpec, inputs: np.ndarray, *, record: Sequen
         Spike counts, readout rates, logits, predictions and the requested records.
 
     Raises:
-        DataError: ``inputs`` do not match the input shape or ``time_steps``, or hold non-finite values (or
-            fixed-mode spikes/events outside 0..255).
+        DataError: ``inputs`` do not match the input shape or ``time_steps``, hold non-finite values, rate input
+            other than 0/1, or fixed-mode events that are not integers in 0..255.
         ConfigError: an unknown record name.
-        NetSpecError: an invalid FixedNetSpec, or a fixed-mode a_in outside its 18-bit range during the run.
+        NetSpecError: an invalid spec (e.g. NaN written into its arrays), or a fixed-mode spec whose a_in could
+            leave its 18-bit range with these inputs.
     """
     if isinstance(spec, FixedNetSpec):
-        check_fixed_spec(spec)
         drive = input_payload(spec, inputs).astype(np.float64)  # exact: payloads are 0..255
         return _run(_fixed_network(spec, drive.shape[1]), spec.readout, drive, record)
     if isinstance(spec, NetSpec):
-        drive = checked_inputs(spec.input.shape, spec.time_steps, inputs)
+        spec.validate()
+        drive = spec.input.checked(inputs, spec.time_steps)
         return _run(_float_network(spec, drive.shape[1]), spec.readout, drive, record)
     raise TypeError(f"simulate expects a NetSpec or FixedNetSpec, got {type(spec).__name__}")
-
-
-def input_payload(spec: FixedNetSpec, inputs: np.ndarray) -> np.ndarray:
-    """The integer payloads a fixed-point network receives, (T, B, *input_shape) int64 in 0..255.
-
-    Current encoding: round(x / input_scale), half to even, clipped to 0..255: intensities beyond the quantiser's
-    input range saturate, as an 8-bit graded spike must. Spikes and event counts are already integers and are
-    checked, not clipped: a count above 255 cannot be sent and raises. The Lava exporter calls this function too,
-    so both simulators see the same payloads.
-
-    Raises:
-        DataError: wrong shape, non-finite values, or spikes/events that are not integers in 0..255.
-    """
-    values = checked_inputs(spec.input.shape, spec.time_steps, inputs)
-    if spec.input.encoding == "current":
-        return np.clip(np.rint(values / spec.input_scale), 0, PAYLOAD_MAX).astype(np.int64)
-    if np.any(values != np.rint(values)) or values.min(initial=0) < 0 or values.max(initial=0) > PAYLOAD_MAX:
-        raise DataError(
-            f"{spec.input.encoding} input must hold integers in 0..{PAYLOAD_MAX} (spikes or event counts), got "
-            f"values in [{values.min()}, {values.max()}]; re-bin the events so a count fits 8 bits"
-        )
-    return values.astype(np.int64)
-
-
-def checked_inputs(input_shape: tuple[int, ...], time_steps: int, inputs: np.ndarray) -> np.ndarray:
-    """Return ``inputs`` as C-contiguous float64 (exact for any integer or float dtype) after checking its shape.
-
-    A broadcast (stride-0) array, such as a current-encoded image repeated over T steps, becomes a dense copy:
-    ``astype`` would keep the broadcast layout and make every matmul over it several times slower. A C-contiguous
-    float64 array is returned as is, not copied; nothing downstream writes to it.
-    """
-    if not isinstance(inputs, np.ndarray) or inputs.dtype.kind not in "buif":
-        raise DataError(f"inputs must be a real numpy array, got {type(inputs).__name__}")
-    expected = (time_steps, "B", *input_shape)
-    if inputs.ndim != len(expected) or inputs.shape[0] != time_steps or inputs.shape[2:] != tuple(input_shape):
-        raise DataError(f"inputs have shape {inputs.shape}; the network expects {expected} (time first)")
-    if inputs.shape[1] == 0:
-        raise DataError("inputs hold an empty batch")
-    values = np.ascontiguousarray(inputs, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise DataError("inputs hold NaN or inf values")
-    return values
-
-
-# ------------------------------------------------------------------------------------------- fixed-spec checks
-def check_fixed_spec(spec: FixedNetSpec) -> None:
-    """Raise NetSpecError unless every integer of ``spec`` fits its Lava bit width (see models.fixed).
-
-    FixedNetSpec is a plain container, so this is where a hand-built or corrupted one is caught before Lava
-    could clip or truncate a value silently (an odd weight, −256 in an inhibitory matrix, an 18-bit vth).
-    """
-    if not isinstance(spec.time_steps, int) or spec.time_steps < 1:
-        raise NetSpecError(f"time_steps must be a positive integer, got {spec.time_steps!r}")
-    if not (np.isfinite(spec.input_scale) and spec.input_scale > 0):
-        raise NetSpecError(f"input_scale must be a positive finite number, got {spec.input_scale!r}")
-    if INPUT in spec.populations:
-        raise NetSpecError(f"{INPUT!r} is reserved for the input node; rename that population")
-    for name, population in spec.populations.items():
-        _check_population(name, population)
-    for index, connection in enumerate(spec.connections):
-        _check_connection(spec, index, connection)
-    readout = spec.readout
-    if readout.source not in spec.populations:
-        raise NetSpecError(f"readout reads unknown population {readout.source!r}")
-    if readout.weight.shape[1] != spec.populations[readout.source].size:
-        raise NetSpecError(
-            f"readout weight {readout.weight.shape} does not match population {readout.source!r} "
-            f"of {spec.populations[readout.source].size} neurons"
-        )
-
-
-def _check_integer(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise NetSpecError(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
-
-
-def _check_integer_array(name: str, values: object, shape: tuple[int, ...], low: int, high: int) -> None:
-    if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu":
-        raise NetSpecError(f"{name}: expected an integer numpy array, got {getattr(values, 'dtype', type(values))}")
-    if values.shape != shape:
-        raise NetSpecError(f"{name}: expected shape {shape}, got {values.shape}")
-    if values.size and (values.min() < low or values.max() > high):
-        raise NetSpecError(f"{name}: values in [{values.min()}, {values.max()}] leave the range [{low}, {high}]")
-
-
-def _check_population(name: str, population: FixedPopulation) -> None:
-    if population.kind not in FIXED_KINDS:
-        raise NetSpecError(f"population {name!r}: kind {population.kind!r} is not one of {FIXED_KINDS}")
-    _check_integer(f"{name}.size", population.size, 1, np.iinfo(np.int64).max)
-    if population.shape and int(np.prod(population.shape)) != population.size:
-        raise NetSpecError(f"population {name!r}: shape {population.shape} does not hold {population.size} neurons")
-    _check_integer(f"{name}.vth (17-bit unsigned)", population.vth, 0, THRESHOLD_MAX)
-    _check_integer(f"{name}.dv (12-bit unsigned)", population.dv, 0, DECAY_MAX)
-    _check_integer(f"{name}.bias_exp (3-bit)", population.bias_exp, 0, BIAS_EXP_MAX)
-    mantissa_name = f"{name}.bias_mant (13-bit signed)"
-    _check_integer_array(mantissa_name, population.bias_mant, (population.size,), BIAS_MANT_MIN, BIAS_MANT_MAX)
-    if population.kind == "soft_reset":
-        _check_integer(f"{name}.subtraction (a spike must remove charge)", population.subtraction, 1, SUBTRACTION_MAX)
-    else:
-        _check_integer(f"{name}.du (12-bit unsigned)", population.du, 0, DECAY_MAX)
-
-
-def _check_connection(spec: FixedNetSpec, index: int, connection: FixedConnection) -> None:
-    name = f"connection {index} ({connection.source} → {connection.target})"
-    if connection.target not in spec.populations:
-        raise NetSpecError(f"{name}: unknown target population {connection.target!r}")
-    if connection.source == INPUT:
-        n_in, delay_low, delay_high = spec.input.size, 0, 0
-    elif connection.source in spec.populations:
-        n_in, delay_low, delay_high = spec.populations[connection.source].size, 1, MAX_DELAY_STEPS
-    else:
-        raise NetSpecError(f"{name}: unknown source {connection.source!r}")
-    _check_integer(f"{name}: delay_steps", connection.delay_steps, delay_low, delay_high)
-    _check_integer(f"{name}: weight_exp", connection.weight_exp, -31, 31)
-    n_out = spec.populations[connection.target].size
-    if connection.conv is None:
-        shape = (n_out, n_in)
-    else:
-        shape = connection.conv.weight.shape
-        if connection.conv.in_size != n_in or connection.conv.out_size != n_out:
-            raise NetSpecError(
-                f"{name}: conv maps {connection.conv.in_size} → {connection.conv.out_size} neurons "
-                f"but the source has {n_in} and the target {n_out}"
-            )
-    weight = connection.weight
-    _check_integer_array(f"{name}: weight (8-bit mixed sign)", weight, shape, WEIGHT_MIN, WEIGHT_MAX)
-    if np.bitwise_and(weight, 1).any():
-        raise NetSpecError(f"{name}: odd weights; Lava's Dense drops the LSB of mixed-sign weights, so use even ones")
-    if weight.size and weight.min() == WEIGHT_MIN and weight.max() <= 0:
-        raise NetSpecError(
-            f"{name}: {WEIGHT_MIN} in a matrix with no positive weight; Lava infers the inhibitory "
-            f"sign mode and clips it to −255"
-        )
 
 
 # ------------------------------------------------------------------------------------------------ synapses
 class _DenseSynapse:
     """y = x @ Wᵀ into a preallocated output; fixed mode then applies Lava's weight_exp (see ``_shift``)."""
 
-    def __init__(self, weight: np.ndarray, exponent: int | None, int32_guard: str | None = None) -> None:
+    def __init__(self, weight: np.ndarray, exponent: int | None) -> None:
         self.weight_t = np.ascontiguousarray(weight.T, dtype=np.float64)
         self.exponent = exponent  # None in float mode
-        self.int32_guard = int32_guard  # the connection's name where W·x might overflow Lava's int32, else None
 
     def apply(self, source: np.ndarray, out: np.ndarray) -> None:
         np.matmul(source, self.weight_t, out=out)
-        _shift(out, self.exponent, self.int32_guard)
+        _shift(out, self.exponent)
 
 
 class _ConvSynapse:
     """Cross-correlation with torch's conv2d in float64 (exact on the integer operands of fixed mode)."""
 
-    def __init__(self, weight: np.ndarray, conv: Conv, exponent: int | None, int32_guard: str | None = None) -> None:
+    def __init__(self, weight: np.ndarray, conv: Conv, exponent: int | None) -> None:
         self.weight = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float64))
         self.conv = conv
         self.exponent = exponent
-        self.int32_guard = int32_guard
 
     def apply(self, source: np.ndarray, out: np.ndarray) -> None:
         images = torch.from_numpy(source).reshape(source.shape[0], *self.conv.input_shape)
@@ -265,54 +120,25 @@ class _ConvSynapse:
         np.copyto(out, result.reshape(source.shape[0], -1).numpy())
         if self.exponent is not None:
             np.rint(out, out=out)  # integer operands: removes any rounding a fast conv algorithm might add
-        _shift(out, self.exponent, self.int32_guard)
+        _shift(out, self.exponent)
 
 
-def _shift(values: np.ndarray, exponent: int | None, int32_guard: str | None) -> None:
-    """Lava's weight_exp in place on float64 integers: << e is ×2^e, arithmetic >> e is floor(x / 2^e); both exact.
-
-    Lava's Dense holds W·x and its shift in int32. Where the largest possible row sum could overflow it
-    (``int32_guard`` names the connection), both are checked, so an overflow raises instead of wrapping.
-    """
-    if exponent is None:
-        return
-    if int32_guard is not None:
-        _check_int32(int32_guard, values)
-    if exponent == 0:
+def _shift(values: np.ndarray, exponent: int | None) -> None:
+    """Lava's weight_exp in place on float64 integers: << e is ×2^e, arithmetic >> e is floor(x / 2^e); both exact."""
+    if not exponent:
         return
     np.multiply(values, 2.0**exponent, out=values)
     if exponent < 0:
         np.floor(values, out=values)
-    elif int32_guard is not None:
-        _check_int32(int32_guard, values)
-
-
-def _check_int32(name: str, values: np.ndarray) -> None:
-    if values.min() < -INT32_MAX - 1 or values.max() > INT32_MAX:
-        raise NetSpecError(
-            f"{name}: W·x reaches [{values.min():.0f}, {values.max():.0f}] and would overflow the "
-            f"int32 accumulator of Lava's Dense; quantise with a coarser scale"
-        )
-
-
-def _int32_guard(connection: FixedConnection, name: str, max_payload: int) -> str | None:
-    """``name`` where the largest row sum Σ|W|·max payload (before or after << e) could exceed int32, else None."""
-    weight = connection.weight
-    fan_in = weight[0].size
-    scale = max_payload * 2.0 ** max(connection.weight_exp, 0)
-    if -WEIGHT_MIN * fan_in * scale <= INT32_MAX:  # the crude bound settles it for most layers, without a pass
-        return None
-    row_sum = float(np.abs(weight).reshape(weight.shape[0], -1).sum(axis=1).max(initial=0))
-    return name if row_sum * scale > INT32_MAX else None
 
 
 Synapse = _DenseSynapse | _ConvSynapse
 
 
-def _synapse(weight: np.ndarray, conv: Conv | None, exponent: int | None, int32_guard: str | None = None) -> Synapse:
+def _synapse(weight: np.ndarray, conv: Conv | None, exponent: int | None) -> Synapse:
     if conv is None:
-        return _DenseSynapse(weight, exponent, int32_guard)
-    return _ConvSynapse(weight, conv, exponent, int32_guard)
+        return _DenseSynapse(weight, exponent)
+    return _ConvSynapse(weight, conv, exponent)
 
 
 # ------------------------------------------------------------------------------------------------ neurons
@@ -466,7 +292,6 @@ class _Population:
 @dataclass
 class _Network:
     populations: list[_Population]
-    fixed: bool  # fixed mode checks a_in against its 18-bit range every step
 
 
 def _float_network(spec: NetSpec, batch: int) -> _Network:
@@ -482,7 +307,7 @@ def _float_network(spec: NetSpec, batch: int) -> _Network:
             conv = c.synapse if isinstance(c.synapse, Conv) else None
             incoming.append(_Incoming(c.source, c.delay_steps, _synapse(c.synapse.weight, conv, None)))
         populations.append(_Population(name, neurons.size, kernel, incoming))
-    return _Network(populations, fixed=False)
+    return _Network(populations)
 
 
 def _fixed_network(spec: FixedNetSpec, batch: int) -> _Network:
@@ -493,15 +318,13 @@ def _fixed_network(spec: FixedNetSpec, batch: int) -> _Network:
             kernel = _FixedSoftReset(population, batch)
         else:
             kernel = _FixedCuba(population, batch)
-        incoming = []
-        for index, c in enumerate(spec.connections):
-            if c.target == name:
-                max_payload = PAYLOAD_MAX if c.source == INPUT else 1
-                guard = _int32_guard(c, f"connection {index} ({c.source} → {c.target})", max_payload)
-                synapse = _synapse(c.weight, c.conv, int(c.weight_exp), guard)
-                incoming.append(_Incoming(c.source, c.delay_steps, synapse))
+        incoming = [
+            _Incoming(c.source, c.delay_steps, _synapse(c.weight, c.conv, int(c.weight_exp)))
+            for c in spec.connections
+            if c.target == name
+        ]
         populations.append(_Population(name, population.size, kernel, incoming))
-    return _Network(populations, fixed=True)
+    return _Network(populations)
 
 
 def _run(network: _Network, readout: Readout, drive: np.ndarray, record: Sequence[str]) -> SimulationResult:
@@ -540,8 +363,6 @@ def _run(network: _Network, readout: Readout, drive: np.ndarray, record: Sequenc
                     total += scratch[population.name]
             if not population.incoming:
                 total.fill(0.0)
-            if network.fixed:
-                _check_activation(population.name, t, total)
             buffer = history[population.name]
             spikes = buffer[t % buffer.shape[0]]
             population.neurons.step(total, spikes)
@@ -562,16 +383,6 @@ def _run(network: _Network, readout: Readout, drive: np.ndarray, record: Sequenc
             f"{name}.{variable}": values for name, group in recorders.items() for variable, values in group.items()
         },
     )
-
-
-def _check_activation(name: str, step: int, a_in: np.ndarray) -> None:
-    low, high = a_in.min(), a_in.max()
-    if low < ACTIVATION_MIN or high > ACTIVATION_MAX:
-        raise NetSpecError(
-            f"population {name!r}, step {step + 1}: a_in reaches [{int(low)}, {int(high)}], beyond the 18-bit range "
-            f"[{ACTIVATION_MIN}, {ACTIVATION_MAX}] where a_in << 6 fits Lava's 24-bit state; quantise with a coarser "
-            f"scale (a larger threshold unit) or a smaller input range"
-        )
 
 
 def _recorders(

@@ -76,6 +76,9 @@ def _peak_memory_bytes(run: Callable[[], None], device: torch.device) -> int:
         run()
         _synchronise(device)
         return int(torch.cuda.max_memory_allocated(device))
+    # Kineto (torch's profiler backend) logs "STAGE: Completed Stage: Warm Up ..." lines on stderr at a level above
+    # ERROR; only its level 5 silences them. Read once, when the first profiler starts; a user's setting wins.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,

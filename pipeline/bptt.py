@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import torch
 
+from lavaflow.models.errors import ConfigError
 from lavaflow.models.netspec import INPUT, Connection, CubaNeurons, Dense, Input, NetSpec, Readout
 from lavaflow.pipeline.methods import Method
 
@@ -38,7 +39,19 @@ class BPTTConfig:
 
     def __post_init__(self) -> None:
         if not self.hidden or any(size < 1 for size in self.hidden):
-            raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
+            raise ConfigError(f"model.hidden needs at least one layer size and every size must be at least 1, got "
+                              f"{list(self.hidden)}")
+        checks = {
+            "threshold": (self.threshold > 0, "> 0"),
+            "current_decay": (0 <= self.current_decay <= 1, "in [0, 1]"),
+            "voltage_decay": (0 <= self.voltage_decay <= 1, "in [0, 1]"),
+            "tau_grad": (self.tau_grad > 0, "> 0"),
+            "scale_grad": (self.scale_grad > 0, "> 0"),
+            "readout_scale": (self.readout_scale > 0, "> 0"),
+        }
+        for name, (valid, bound) in checks.items():
+            if not (math.isfinite(getattr(self, name)) and valid):
+                raise ConfigError(f"model.{name} = {getattr(self, name)!r} must be {bound}")
 
 
 class SlayerNetwork(torch.nn.Module):

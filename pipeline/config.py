@@ -8,12 +8,15 @@ full to the run dir's ``config.yaml`` so that a run can be repeated from that fi
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from lavaflow.models.errors import ConfigError
@@ -24,7 +27,11 @@ PRESET_DIR = Path(__file__).parent / "configs"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Options of the shared training loop (pipeline.training); the method's network lives in ``model``."""
+    """Options of the shared training loop (pipeline.training); the method's network lives in ``model``.
+
+    Every value is checked here, whoever builds the config (YAML, flags or library code): a wrong type or range
+    is a ConfigError naming the key, never a TypeError deep in the loop. numpy integers count as integers.
+    """
 
     method: str
     data: str = "digits"
@@ -35,6 +42,11 @@ class TrainConfig:
     encoding: str | None = None  # None: the data set's default ("current" for images, "events" otherwise)
     seed: int = 0
     device: str = "cpu"
+    # CPU threads per worker. 1 by default: a run's numbers then do not depend on the machine (IDE's float sums
+    # change with the thread count), and a worker never oversubscribes a busy machine (torch's default of a thread
+    # per core ran 5-9x slower beside other CPU-heavy processes, while on an idle 2-core CPU 1 and 2 threads train
+    # the digits recipes equally fast). 0: the available cores shared among this machine's workers.
+    threads: int = 1
     optimizer: str = "adam"  # "adam" or "sgd"
     learning_rate: float = 1e-3
     momentum: float = 0.9  # sgd only
@@ -47,19 +59,44 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # the method's model config, resolved
 
     def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for item in dataclasses.fields(self):
+            object.__setattr__(self, item.name, _coerce(f"config.{item.name}", getattr(self, item.name),
+                                                        hints[item.name]))
         for name in ("epochs", "batch_size", "test_batch_size", "time_steps"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"config.{name} must be at least 1, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"config.limit (--limit) must be at least 1 sample, got {self.limit}; leave it out to "
+                              "use every sample")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"config.seed must be a non-negative integer below 2**63, got {self.seed}")
+        if self.threads < 0:
+            raise ConfigError(f"config.threads (--threads) must be at least 1 (or 0 for automatic), got "
+                              f"{self.threads}")
         if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+            raise ConfigError(f"config.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        floats = {"learning_rate": (self.learning_rate > 0, "positive"), "gamma": (self.gamma > 0, "positive"),
+                  "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+                  "weight_decay": (self.weight_decay >= 0, "at least 0")}
+        for name, (valid, bound) in floats.items():
+            value = getattr(self, name)
+            if not (math.isfinite(value) and valid):
+                raise ConfigError(f"config.{name} must be a finite number {bound}, got {value}")
+        if any(milestone < 0 for milestone in self.milestones) or self.warmup_iterations < 0:
+            raise ConfigError(f"config.milestones and config.warmup_iterations must not be negative, got "
+                              f"{list(self.milestones)} and {self.warmup_iterations}")
+        device = self.device
+        if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ConfigError(f"config.device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Check a YAML/flag value against a dataclass field type; ints may stand for floats, lists for tuples."""
+    """Check a YAML/flag value against a dataclass field type; ints may stand for floats, lists for tuples.
+
+    numpy scalars count as the Python numbers they hold; booleans are not numbers; a float where an integer is
+    needed is refused (a batch of 2.5 samples is a mistake, not something to round).
+    """
     origin = typing.get_origin(annotation)
     if annotation is Any:
         return value
@@ -84,18 +121,22 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{name} must be a mapping, got {value!r}")
         return dict(value)
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    is_bool = isinstance(value, (bool, np.bool_))
+    if annotation is int and isinstance(value, numbers.Integral) and not is_bool:
+        return int(value)
+    if annotation is float and isinstance(value, numbers.Real) and not is_bool:
         return float(value)
     if annotation is float and isinstance(value, str):
         try:
             return float(value)  # YAML reads 5e-4 as a string
         except ValueError:
             pass
-    if annotation in (int, str, bool) and isinstance(value, annotation) and not (
-        annotation is int and isinstance(value, bool)
-    ):
+    if annotation is bool and is_bool:
+        return bool(value)
+    if annotation is str and isinstance(value, str):
         return value
-    raise ConfigError(f"{name} must be of type {getattr(annotation, '__name__', annotation)}, got {value!r}")
+    kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(annotation)
+    raise ConfigError(f"{name} must be {kind or getattr(annotation, '__name__', annotation)}, got {value!r}")
 
 
 def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -110,7 +151,9 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
     kwargs = {key: _coerce(f"{where}.{key}", value, hints[key]) for key, value in values.items()}
     try:
         return cls(**kwargs)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # a model config's own checks; ConfigError passes through
+        if isinstance(error, ConfigError):
+            raise
         raise ConfigError(f"{where}: {error}") from None
 
 
@@ -142,13 +185,24 @@ def preset_path(method: str, data: str) -> Path:
 
 
 def resolve_config(
-    method: str, data: str | None = None, file: str | Path | None = None, flags: dict[str, Any] | None = None
+    method: str | None, data: str | None = None, file: str | Path | None = None, flags: dict[str, Any] | None = None
 ) -> tuple[TrainConfig, Any, Method]:
-    """Merge the layers into (TrainConfig, model config, Method); ``flags`` holds only options given explicitly."""
+    """Merge the layers into (TrainConfig, model config, Method); ``flags`` holds only options given explicitly.
+
+    The method comes from the flags, else the config file, else ``method``: a run's config.yaml names its method,
+    so ``--config RUN/config.yaml`` alone repeats the run.
+    """
     file_values = read_yaml(file) if file else {}
     method = (flags or {}).get("method") or file_values.get("method") or method
+    if not method:
+        raise ConfigError("no training method given: pass --method (bptt or ide), or a --config file with a "
+                          "`method:` key (as every run's config.yaml has)")
+    if not isinstance(method, str):
+        raise ConfigError(f"config.method must be a string (bptt or ide), got {method!r}")
     registered = get_method(method)
     data = (flags or {}).get("data") or file_values.get("data") or data or "digits"
+    if not isinstance(data, str):
+        raise ConfigError(f"config.data must be a data set name, got {data!r}")
     values: dict[str, Any] = {"method": method, "data": data, **registered.training_defaults}
     preset = preset_path(method, data)
     if preset.is_file():
@@ -156,9 +210,29 @@ def resolve_config(
     values = _merge(values, file_values)
     values = _merge(values, {k: v for k, v in (flags or {}).items() if v is not None})
     model_values = values.pop("model", {}) or {}
+    if not isinstance(model_values, dict):
+        raise ConfigError(f"config.model must be a mapping of the method's model keys, got {model_values!r}")
     model_config = build_dataclass(registered.model_config, model_values, "model")
     values["model"] = dataclasses.asdict(model_config)
-    return build_dataclass(TrainConfig, values, "config"), model_config, registered
+    config = build_dataclass(TrainConfig, values, "config")
+    check_device(config.device)
+    return config, model_config, registered
+
+
+def check_device(device: str) -> None:
+    """Refuse a CUDA device this machine does not have, before any file is written."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if available == 0:
+        raise ConfigError(f"device {device!r} (--device or config.device) asks for CUDA, but no CUDA device is "
+                          "available on this machine; use --device cpu")
+    if index >= available:
+        raise ConfigError(f"device {device!r} (--device or config.device) does not exist: this machine has "
+                          f"{available} CUDA device(s), cuda:0 to cuda:{available - 1}")
 
 
 def config_to_yaml(config: TrainConfig) -> str:

@@ -76,6 +76,12 @@ class DataInfo:
     num_classes: int
     default_encoding: str
 
+    @property
+    def encodings(self) -> tuple[str, ...]:
+        """The encodings that suit the samples, the default first: intensities can be fed as current or turned
+        into rate spikes; event and audio samples already carry time, so only "events" passes them on."""
+        return ("current", "rate") if self.kind is Kind.IMAGE else ("events",)
+
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
     """The data directory: ``explicit`` > ``$LAVAFLOW_DATA_DIR`` > ``~/.cache/lavaflow/data``."""
@@ -485,7 +491,8 @@ def load_data(name: str, *, time_steps: int, data_dir: str | os.PathLike | None 
         seed: seeds what is generated (the nmnist-synth sensor and noise); fixed splits do not depend on it.
 
     Raises:
-        DataError: unknown name, or files missing or corrupt (the message says how to get them).
+        DataError: unknown name, a data directory the user named (``data_dir``, $LAVAFLOW_DATA_DIR) that does not
+            exist, or files missing or corrupt (the message says how to get them).
     """
     if name not in DATA_SETS:
         raise DataError(f"Unknown data set {name!r}; choose one of: {', '.join(DATA_SETS)}.")
@@ -493,4 +500,19 @@ def load_data(name: str, *, time_steps: int, data_dir: str | os.PathLike | None 
         raise ValueError(f"time_steps must be ≥ 1, got {time_steps}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be ≥ 1 or None, got {limit}")
-    return DATA_SETS[name](_resolve_data_dir(data_dir), time_steps=time_steps, limit=limit, seed=seed)
+    return DATA_SETS[name](_existing_data_dir(data_dir), time_steps=time_steps, limit=limit, seed=seed)
+
+
+def _existing_data_dir(explicit: str | os.PathLike | None) -> Path:
+    """The data directory; one the user named (argument or $LAVAFLOW_DATA_DIR) must exist.
+
+    Otherwise a typo would silently fall back to other files (FSDD in ../shared, the Debian Fashion-MNIST) and
+    caches would create the mistyped folder. Only the default folder is ours to create.
+    """
+    root = _resolve_data_dir(explicit)
+    source = "from --data-dir or the config's data_dir" if explicit is not None else f"from ${DATA_DIR_ENV}"
+    if (explicit is not None or os.environ.get(DATA_DIR_ENV)) and not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise DataError(f"The data directory {root} ({source}) {what}. Point it at the folder that holds the data "
+                        "sets (e.g. <dir>/fsdd, <dir>/NMNIST), or create it first. " + _DATA_DIR_HINT)
+    return root

@@ -27,7 +27,7 @@ def run_demo(out: Path) -> list[dict[str, Any]]:
         print(f"== {method} on {DEMO_DATA}: training", file=sys.stderr, flush=True)
         config, model_config, registered = resolve_config(method, DEMO_DATA)
         run_dir = RunDir.create(out / method)
-        metrics = train(config, model_config, registered, run_dir)
+        metrics = train(config, model_config, registered, run_dir, overwrite=True)  # the demo's own run dirs
         for backend in DEMO_BACKENDS:
             print(f"== {method}: simulating on {backend}", file=sys.stderr, flush=True)
             metrics = simulate_run(run_dir, backend)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +41,9 @@ from lava.magma.core.process.process import AbstractProcess
 from lavaflow.deploy.quantize import quantize
 from lavaflow.deploy.run_config import HARDWARE, SIMULATOR_TAGS, run_config
 from lavaflow.models.errors import BackendError, DataError, NetSpecError
-from lavaflow.models.fixed import FixedNetSpec, FixedPopulation
-from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons
+from lavaflow.models.fixed import FixedNetSpec, FixedPopulation, check_fixed_spec, check_payloads, input_payload
+from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons, check_integer, check_real
 from lavaflow.models.neurons import rate_normaliser
-from lavaflow.models.reference import check_fixed_spec, checked_inputs, input_payload
 from lavaflow.pipeline.lava_session import run_and_read
 from lavaflow.processes.network.process import SpikingNetwork
 from lavaflow.processes.sink.process import SpikeCounter
@@ -121,30 +121,40 @@ def build_lava_graph(
     Args:
         spec: a NetSpec for floating_pt, a FixedNetSpec for fixed_pt.
         payloads: (N, T, n_input) what the source sends: float intensities/spikes for a NetSpec, integer payloads
-            (models.reference.input_payload) for a FixedNetSpec.
+            (models.fixed.input_payload) for a FixedNetSpec.
         fused: the fused CPU model (True) or the plain Dense + neuron graph that targets Loihi (False).
         batch_size: samples side by side in the fused model; the plain graph needs 1.
         record: the population whose spikes the sink counts (default: the readout source).
 
     Raises:
-        NetSpecError: a connection delay other than one step, a convolution too large to unroll, or a FixedNetSpec
-            value outside its Lava bit width.
+        NetSpecError: an invalid spec (NaN in its arrays, a FixedNetSpec value outside its Lava bit width, an a_in
+            that could leave 18 bits with these payloads), a connection delay other than one step, or a
+            convolution too large to unroll.
         DataError: payloads that do not match the spec.
-        BackendError: a plain graph with batch_size ≠ 1.
+        BackendError: a batch_size that is not a positive integer, or ≠ 1 for the plain graph.
     """
+    batch_size = check_integer("batch_size", batch_size, 1, error=BackendError)
     if not fused and batch_size != 1:
         raise BackendError("the plain (Loihi) graph steps one sample at a time; use batch_size=1 or fused=True")
-    if batch_size < 1:
-        raise BackendError(f"batch_size must be positive, got {batch_size}")
+    if not isinstance(spec, (NetSpec, FixedNetSpec)):
+        raise NetSpecError(f"expected a NetSpec or FixedNetSpec, got {type(spec).__name__}")
     if isinstance(spec, FixedNetSpec):
         check_fixed_spec(spec)  # before Lava could clip or truncate a value silently
+    else:
+        spec.validate()
     names = list(spec.populations)
     record = spec.readout.source if record is None else record
     if record not in spec.populations:
         raise NetSpecError(f"cannot record unknown population {record!r}; choose from {names}")
     expected = (spec.time_steps, spec.input.size)
+    if not isinstance(payloads, np.ndarray) or payloads.dtype.kind not in "buif":
+        raise DataError(f"payloads must be a real numpy array, got {type(payloads).__name__}")
     if payloads.ndim != 3 or payloads.shape[1:] != expected or payloads.shape[0] == 0:
         raise DataError(f"payloads have shape {payloads.shape}; expected (samples, {expected[0]}, {expected[1]})")
+    if isinstance(spec, FixedNetSpec):
+        check_payloads(spec, payloads)  # the gate of models.fixed.input_payload, for payloads given directly
+    else:
+        spec.input.check_values(payloads)
     populations, projections = network_records(spec)
     num_samples = payloads.shape[0]
     padded = -(-num_samples // batch_size) * batch_size
@@ -313,9 +323,15 @@ def run_lava(
     Raises:
         BackendError: an unknown backend, "loihi2" (without lava-loihi; with it, because our neuron processes
             have no Loihi 2 microcode model), or a spec of the wrong precision for the backend.
-        DataError: inputs of the wrong shape, with NaN/inf, or (fixed point) not representable as payloads.
+        DataError: inputs of the wrong shape, with NaN/inf, rate input other than 0/1, or (fixed point) not
+            representable as payloads.
+        NetSpecError: an invalid spec (e.g. NaN written into its arrays), or (fixed point) one whose a_in could
+            leave 18 bits with these inputs: the same gate as the reference simulator's.
         LavaRunError: the Lava run failed or timed out; no OS process is left behind.
     """
+    batch_size = check_integer("batch_size", batch_size, 1, error=BackendError)
+    if timeout_s is not None:
+        check_real("timeout_s", timeout_s, 0.0, error=BackendError)
     config = run_config(backend, select_sub_proc_model=not fused)
     if backend == HARDWARE:
         raise BackendError(
@@ -342,13 +358,14 @@ def _spec_and_payloads(
             spec, _ = quantize(spec)
         if not isinstance(spec, FixedNetSpec):
             raise BackendError(f"lava-fixed simulates a NetSpec or FixedNetSpec, got {type(spec).__name__}")
-        values = input_payload(spec, inputs)  # checks shape and range; the reference simulator sees the same
+        values = input_payload(spec, inputs)  # the fixed-point gate, the reference simulator's too
     else:
         if not isinstance(spec, NetSpec):
             raise BackendError(
                 f"lava-float simulates a float NetSpec, got {type(spec).__name__}; run a FixedNetSpec on lava-fixed"
             )
-        values = checked_inputs(spec.input.shape, spec.time_steps, inputs)
+        spec.validate()  # the float gate, the reference simulator's too
+        values = spec.input.checked(inputs, spec.time_steps)
     return spec, np.ascontiguousarray(values.reshape(values.shape[0], values.shape[1], -1).transpose(1, 0, 2))
 
 
@@ -404,14 +421,20 @@ def run_netx(
         timeout_s: kill the run and raise if it takes longer.
 
     Raises:
-        NetSpecError: a missing, unreadable or unsupported HDF5 file.
+        NetSpecError: a missing, unreadable or unsupported HDF5 file, a synapse layer without neurons, or
+            non-finite weights, biases or neuron parameters.
         DataError: inputs that do not fit the network's input.
+        BackendError: input_message_bits or timeout_s that are not numbers in range.
         LavaRunError: the Lava run failed or timed out.
     """
+    input_message_bits = check_integer("input_message_bits", input_message_bits, 0, 16, error=BackendError)
+    if timeout_s is not None:
+        check_real("timeout_s", timeout_s, 0.0, error=BackendError)
     network = _load_netx(Path(hdf5_path), input_message_bits)
     input_size = int(np.prod(network.inp.shape))
     if (
         not isinstance(inputs, np.ndarray)
+        or inputs.dtype.kind not in "buif"
         or inputs.ndim < 3
         or 0 in inputs.shape[:2]
         or int(np.prod(inputs.shape[2:])) != input_size
@@ -461,6 +484,7 @@ def _load_netx(path: Path, input_message_bits: int, reset_interval: int | None =
         with h5py.File(path, "r") as handle:
             if "layer" not in handle or len(handle["layer"]) == 0:
                 raise NetSpecError(f"{path}: no 'layer' group; not a netx network description (slayer export_hdf5)")
+            _check_netx_layers(path, handle["layer"])
         return netx.hdf5.Network(
             net_config=str(path),
             input_message_bits=input_message_bits,
@@ -471,3 +495,56 @@ def _load_netx(path: Path, input_message_bits: int, reset_interval: int | None =
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError, NotImplementedError, RuntimeError) as error:
         raise NetSpecError(f"{path}: not a readable netx network ({type(error).__name__}: {error})") from None
+
+
+def _check_netx_layers(path: Path, layers: object) -> None:
+    """Refuse what netx would run silently wrong: a synapse layer without a neuron group (netx makes it a
+    non-spiking integrator, so the network outputs no spikes at all) and non-finite weights, biases or neuron
+    parameters (netx casts NaN weights to integers, which its weight optimisation turns into −256, with a
+    warning only)."""
+    import h5py
+
+    for key in sorted(layers, key=lambda name: int(name) if str(name).isdigit() else -1):
+        layer = layers[key]
+        if not str(key).isdigit() or not isinstance(layer, h5py.Group) or "type" not in layer:
+            raise NetSpecError(f"{path}: layer {key!r} is not a netx layer (numbered groups with a 'type')")
+        kind = layer["type"][0] if layer["type"].shape else layer["type"][()]
+        kind = kind.decode("ascii") if isinstance(kind, bytes) else str(kind)
+        if kind in ("dense", "dense_rec", "conv") and "neuron" not in layer:
+            raise NetSpecError(
+                f"{path}: layer {key} ({kind}) has no 'neuron' group; netx would run it as a non-spiking integrator "
+                f"and the network would output no spikes. Export the layer with its neurons (slayer blocks do)"
+            )
+        datasets: list[tuple[str, h5py.Dataset]] = []
+        layer.visititems(partial(_collect_dataset, datasets))
+        for name, dataset in datasets:
+            if dataset.dtype.kind == "f" and not np.all(np.isfinite(dataset[()])):
+                raise NetSpecError(
+                    f"{path}: layer {key} {name} holds NaN or inf values; netx would cast them to integers "
+                    f"(NaN weights become −256) and run silently. The training run diverged: retrain or re-export"
+                )
+
+
+def _collect_dataset(found: list[tuple[str, object]], name: str, item: object) -> None:
+    """h5py visititems callback: keep every dataset (returns None, so the visit goes on)."""
+    import h5py
+
+    if isinstance(item, h5py.Dataset):
+        found.append((name, item))
+
+
+def check_lava_export(spec: NetSpec) -> None:
+    """Raise now what building the Lava graph would raise later (delays, conv sizes), without unrolling anything.
+
+    Callers check this before a slow reference simulation, so that a network the export cannot take fails at once.
+    """
+    for number, connection in enumerate(spec.connections):
+        label = f"connection {number} ({connection.source} → {connection.target})"
+        if connection.source != INPUT and connection.delay_steps != 1:
+            raise NetSpecError(f"{label}: delay of {connection.delay_steps} steps; the Lava export supports exactly "
+                               "one step between populations (Lava Dense's own delay)")
+        conv = connection.synapse
+        if isinstance(conv, Conv) and conv.out_size * conv.in_size > MAX_UNROLLED_WEIGHTS:
+            raise NetSpecError(f"{label}: conv {conv.weight.shape} on {conv.input_shape} unrolls to {conv.out_size} "
+                               f"× {conv.in_size} weights, beyond the {MAX_UNROLLED_WEIGHTS} the Lava export "
+                               "handles as a dense matrix")

@@ -1,30 +1,39 @@
 """Run a Lava graph so that no OS process outlives the run, whatever happens.
 
 Lava 0.10 (archived, so worked around here rather than patched) starts one OS process per process model plus a
-runtime service and a shared-memory manager. Two of its failure modes leave them behind:
+runtime service and a shared-memory manager. Its failure modes would leave them behind:
 
 - An exception in a process model ends that OS process, but its neighbours stay blocked on their channels, the
   runtime service waits for their replies and a blocking ``run()`` never returns (lava#178).
 - ``stop()`` joins every OS process without a timeout, so it hangs on a process that is blocked, and it is only
   reached if the caller's ``finally`` gets control at all (a hang, or Ctrl-C inside ``run()``).
+- Lava's own error handling (in ``wait()``) joins and *closes* the process objects, so any cleanup running beside
+  it finds objects that raise ``ValueError: process object is closed`` (or worse, are half closed).
+- A parent killed with SIGKILL runs no cleanup at all: the children would keep running, orphaned.
 
 So ``run_and_read`` starts the run non-blocking, lets Lava wait for it in a daemon thread, and watches the OS
-processes from the calling thread: one that dies or reports an exception before the run is done, a timeout, or a
-KeyboardInterrupt terminates all of them (SIGTERM, then SIGKILL) and shuts down the shared memory, then raises.
+processes from the calling thread: one that dies before the run is done, a timeout, or a KeyboardInterrupt
+terminates all of them (SIGTERM, then SIGKILL) and shuts down the shared memory, then raises. Every cleanup step
+tolerates a process object that Lava's thread has joined or closed meanwhile (joined means dead and reaped).
 The normal path reads the results while the runtime is paused and stops it gracefully, with the same fallback.
-Only the OS processes this run started are touched: the runtime's own list of actors.
+Only the OS processes this run started are touched: the runtime's own list of actors and its memory manager.
+Children forked while the run starts ask Linux to kill them when the forking thread (the caller's, which stays in
+``run_and_read`` until they are gone) dies: PR_SET_PDEATHSIG, so even kill -9 of the caller leaves none behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_conditions import RunSteps
@@ -37,6 +46,13 @@ Result = TypeVar("Result")
 POLL_SECONDS = 0.02  # how often the watcher checks the OS processes
 STOP_SECONDS = 30.0  # a graceful stop that takes longer is abandoned and the processes are killed
 TERMINATE_SECONDS = 2.0  # grace between SIGTERM and SIGKILL
+KILL_SECONDS = 10.0  # how long to wait for killed processes to be reaped before giving up on them
+REPORT_SECONDS = 10.0  # after a process died: how long Lava may take to end the others and report the traceback
+WAITER_SECONDS = 5.0  # after the kill: how long a failed run waits for Lava's error handling to collect the reports
+# What a multiprocessing.Process method raises when another thread has joined and closed the object meanwhile
+# (ValueError: closed; AttributeError / AssertionError: half closed, _popen already None; OSError: its pipe).
+_CLOSED = (ValueError, AttributeError, AssertionError, OSError)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class LavaRunError(BackendError):
@@ -76,19 +92,25 @@ def run_and_read(
         What ``read`` returned, with the wall times of setup (compile, fork, start) and of the steps.
 
     Raises:
-        LavaRunError: a process model raised or died, or the run timed out.
+        LavaRunError: a process model raised or died, or the run timed out; every OS process of the run is gone.
     """
     started = time.perf_counter()
     try:
-        with _single_threaded():  # Lava forks its processes here, so each inherits the limits
+        with _single_threaded(), _children_die_with_this_thread():  # Lava forks here: the children inherit both
             process.run(RunSteps(num_steps=num_steps, blocking=False), run_cfg)
         running = time.perf_counter()
-        _wait(process, timeout_s)
+        waiter, lava_error = _start_waiter(process)
+        failure = _watch(process, waiter, lava_error, timeout_s)
         finished = time.perf_counter()
-        result = read()
+        if failure is None:
+            result = read()
     except BaseException:
         _kill(process)
         raise
+    if failure is not None:
+        _kill(process)
+        waiter.join(WAITER_SECONDS)  # Lava's error path ends once every process is dead; then its reports are in
+        raise LavaRunError(_failure_report(process, failure))
     _stop(process)
     return Timed(result, running - started, finished - running)
 
@@ -108,94 +130,216 @@ def _single_threaded() -> Iterator[None]:
             os.environ["OMP_NUM_THREADS"] = previous
 
 
+# ------------------------------------------------------------------------------- children die with their parent
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, loaded once here: loading a library in a freshly forked child of a threaded process can hang."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_FORKING: tuple[int, int] | None = None  # (parent pid, forking thread id) while run_and_read forks Lava's processes
+
+
+def _die_with_parent() -> None:
+    """In a child forked by the arming thread: SIGKILL when that thread ends, or now if the parent is gone already.
+
+    The check of the parent pid closes the race where the parent died between fork() and prctl(): the signal is
+    only sent for a death after the prctl call.
+    """
+    armed = _FORKING
+    if armed is None or _PRCTL is None or armed[1] != threading.get_ident():  # pthread_self survives fork()
+        return
+    _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != armed[0]:
+        os._exit(1)
+
+
+if _PRCTL is not None:
+    os.register_at_fork(after_in_child=_die_with_parent)
+
+
+@contextlib.contextmanager
+def _children_die_with_this_thread() -> Iterator[None]:
+    """Arm ``_die_with_parent`` for the processes this thread forks inside the block (Lava's, nobody else's).
+
+    Linux sends the death signal when the *thread* that forked ends, so the block must run in a thread that
+    outlives the children: run_and_read's caller, which stays in run_and_read until they are stopped or killed.
+    """
+    global _FORKING
+    previous = _FORKING
+    _FORKING = (os.getpid(), threading.get_ident())
+    try:
+        yield
+    finally:
+        _FORKING = previous
+
+
+# ------------------------------------------------------------------------------------------------ watching
 def _actors(process: AbstractProcess) -> list[multiprocessing.Process]:
     """The OS processes of ``process``'s runtime (process models and runtime services), if any were started."""
     runtime = process.runtime
     infrastructure = getattr(runtime, "_messaging_infrastructure", None) if runtime is not None else None
-    return list(infrastructure.actors) if infrastructure is not None else []
+    return list(getattr(infrastructure, "actors", None) or [])
 
 
-def _wait(process: AbstractProcess, timeout_s: float | None) -> None:
-    """Block until the run ends; raise LavaRunError as soon as an OS process fails or the time is up."""
-    failure: list[BaseException] = []
+def _start_waiter(process: AbstractProcess) -> tuple[threading.Thread, list[BaseException]]:
+    """A daemon thread in Lava's ``wait()`` (which may block forever on a hang), and the error it reports."""
+    error: list[BaseException] = []
 
     def wait_for_lava() -> None:
         try:
             process.wait()
-        except BaseException as error:  # reported to the watching thread
-            failure.append(error)
+        except BaseException as raised:  # reported to the watching thread
+            error.append(raised)
 
     waiter = threading.Thread(target=wait_for_lava, name="lava-wait", daemon=True)
     waiter.start()
+    return waiter, error
+
+
+def _watch(
+    process: AbstractProcess, waiter: threading.Thread, lava_error: list[BaseException], timeout_s: float | None
+) -> str | None:
+    """Block until the run ends: None when it finished, else what went wrong (the processes are still there)."""
     started = time.monotonic()
     while True:
         waiter.join(POLL_SECONDS)
         if not waiter.is_alive():
-            if failure:
-                raise LavaRunError(_failure_report(process, failure[0]))
-            return
-        dead = [actor for actor in _actors(process) if not _alive(actor) or _exception(actor)]
-        if dead:
-            raise LavaRunError(_failure_report(process, None))
+            return f"the Lava run failed: {lava_error[0]}" if lava_error else None
+        if not all(_alive(actor) for actor in _actors(process)):
+            _let_lava_report(process, waiter)
+            return "a Lava process ended before the run was done (killed or crashed); the run was stopped"
         if timeout_s is not None and time.monotonic() - started > timeout_s:
-            raise LavaRunError(f"the Lava run did not finish within {timeout_s:g} s; its processes were killed")
+            return f"the Lava run did not finish within {timeout_s:g} s; its processes were killed"
+
+
+def _let_lava_report(process: AbstractProcess, waiter: threading.Thread) -> None:
+    """Give Lava's own error path REPORT_SECONDS to end the other processes and collect their tracebacks.
+
+    On an exception, a process model first tells the runtime service, which ends and stops the others, and only
+    then sends its traceback: killing everything at the first death would often lose it.
+    """
+    deadline = time.monotonic() + REPORT_SECONDS
+    while waiter.is_alive() and any(_alive(actor) for actor in _actors(process)) and time.monotonic() < deadline:
+        waiter.join(POLL_SECONDS)
 
 
 def _alive(actor: multiprocessing.Process) -> bool:
-    """is_alive() that also answers for a process object Lava has already closed (closed means joined)."""
+    """is_alive() that also answers for a process object Lava has closed, or is closing (closed means joined)."""
     try:
         return actor.is_alive()
-    except ValueError:
+    except _CLOSED:
         return False
 
 
 def _exception(actor: multiprocessing.Process) -> tuple[BaseException, str] | None:
     """The (exception, traceback) a Lava actor reported, or None (SystemProcess sends it through a pipe)."""
     try:
-        return getattr(actor, "exception", None)
-    except (OSError, EOFError, ValueError):  # the pipe of a process that is gone
+        report = getattr(actor, "exception", None)
+    except Exception:  # the pipe of a process that is gone, or closed by Lava's thread while we read it
         return None
+    return report if isinstance(report, tuple) and len(report) == 2 else None
 
 
-def _failure_report(process: AbstractProcess, error: BaseException | None) -> str:
-    tracebacks = [report[1] for report in map(_exception, _actors(process)) if report]
+def _failure_report(process: AbstractProcess, failure: str) -> str:
+    """The tracebacks the process models sent, else ``failure``; read once every process is dead."""
+    tracebacks = [str(report[1]) for report in map(_exception, _actors(process)) if report]
     if tracebacks:
         return "a Lava process model failed, so the run was stopped:\n" + "\n".join(tracebacks)
-    if error is not None:
-        return f"the Lava run failed: {error}"
-    return "a Lava process ended before the run was done (killed or crashed); the run was stopped"
+    return failure
 
 
+# ------------------------------------------------------------------------------------------------ teardown
 def _stop(process: AbstractProcess) -> None:
-    """Stop gracefully; kill the OS processes if that does not finish in STOP_SECONDS."""
-    stopper = threading.Thread(target=process.stop, name="lava-stop", daemon=True)
+    """Stop gracefully; kill the OS processes if that fails or does not finish in STOP_SECONDS."""
+    failed: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            process.stop()
+        except BaseException as error:  # e.g. a runtime service that answers the stop with an error
+            failed.append(error)
+
+    stopper = threading.Thread(target=stop, name="lava-stop", daemon=True)
     stopper.start()
     stopper.join(STOP_SECONDS)
-    if stopper.is_alive() or any(_alive(actor) for actor in _actors(process)):
+    if failed or stopper.is_alive() or any(_alive(actor) for actor in _actors(process)) or _manager_alive(process):
         _kill(process)
 
 
 def _kill(process: AbstractProcess) -> None:
-    """Terminate every OS process of the runtime, release its shared memory, and disarm Runtime.__del__."""
+    """Kill every OS process of the runtime, reap them, release its shared memory, and disarm Runtime.__del__.
+
+    Never raises: it runs on failure paths, beside a Lava thread (in wait() or stop()) that may be joining and
+    closing the same process objects; one it has closed is dead and reaped already.
+    """
     runtime = process.runtime
     if runtime is None:
         return
-    actors = [actor for actor in _actors(process) if _alive(actor)]
+    actors = _actors(process)
     for actor in actors:
-        actor.terminate()
-    deadline = time.monotonic() + TERMINATE_SECONDS
+        _quietly(actor.terminate)
+    _reap(actors, TERMINATE_SECONDS)
     for actor in actors:
-        multiprocessing.Process.join(actor, max(0.0, deadline - time.monotonic()))
-        if actor.is_alive():
-            actor.kill()
-            multiprocessing.Process.join(actor)
-    for release in (getattr(runtime, "_messaging_infrastructure", None), getattr(runtime, "_watchdog_manager", None)):
-        if release is None:
-            continue
-        try:  # the infrastructure joins the (now dead) actors and shuts the shared-memory manager down
-            release.stop()
-        except Exception:  # a cleanup path: whatever a half-built Lava runtime raises, keep releasing
-            pass
+        if _alive(actor):
+            _quietly(actor.kill)
+    _reap(actors, KILL_SECONDS)
+    _release_shared_memory(runtime)
+    watchdog = getattr(runtime, "_watchdog_manager", None)
+    if watchdog is not None:
+        _quietly(watchdog.stop)
     # Runtime.__del__ calls stop() while _is_started, which would block on the dead processes' channels.
     runtime._is_started = False
     runtime._is_running = False
+
+
+def _reap(actors: list[multiprocessing.Process], seconds: float) -> None:
+    """Join each actor, all within ``seconds`` (Process.join itself: SystemProcess.join has no timeout)."""
+    deadline = time.monotonic() + seconds
+    for actor in actors:
+        _quietly(multiprocessing.Process.join, actor, max(0.0, deadline - time.monotonic()))
+
+
+def _shared_memory_manager(runtime: Any) -> Any:
+    """multiprocessing's SharedMemoryManager inside Lava's wrapper, or None once it is shut down."""
+    wrapper = getattr(getattr(runtime, "_messaging_infrastructure", None), "smm", None)
+    return getattr(wrapper, "_manager", None)
+
+
+def _manager_alive(process: AbstractProcess) -> bool:
+    """Whether the run's shared-memory manager process is still up (a stop that failed half way)."""
+    manager = _shared_memory_manager(process.runtime) if process.runtime is not None else None
+    server = getattr(manager, "_process", None)
+    return server is not None and _alive(server)
+
+
+def _release_shared_memory(runtime: Any) -> None:
+    """Shut down the shared-memory manager and its server process.
+
+    Lava's wrapper first closes its segment handles, which raises BufferError while numpy views on them still
+    exist, and then never reaches the manager; so the manager is shut down directly when the wrapper fails.
+    """
+    wrapper = getattr(getattr(runtime, "_messaging_infrastructure", None), "smm", None)
+    if wrapper is None:
+        return
+    try:
+        wrapper.shutdown()
+    except Exception:  # a cleanup path: keep releasing whatever Lava's wrapper raised
+        pass
+    manager = getattr(wrapper, "_manager", None)
+    if manager is not None:
+        _quietly(manager.shutdown)  # multiprocessing's own: asks, then terminates, then kills the server
+        wrapper._manager = None
+
+
+def _quietly(action: Callable[..., object], *args: object) -> None:
+    """One cleanup step on a process object that another thread may have closed meanwhile."""
+    try:
+        action(*args)
+    except _CLOSED:
+        pass

@@ -5,6 +5,10 @@ loop (pipeline.training) owns optimiser, schedule, checkpoints, progress and DDP
 time-first input (T, B, *input_shape) and returns logits (B, classes); the loop minimises cross-entropy on them.
 Methods whose gradient is not plain backprop (IDE's implicit differentiation) hide that inside ``forward`` with
 custom autograd functions, so the loop and DDP never need to know.
+
+A module that draws random numbers from a generator of its own (IDE's dropout masks) exposes
+``reseed_random_streams(seed: int)``: the loop restarts it every epoch from (seed, epoch, worker), which keeps a
+resumed run identical to an uninterrupted one without putting generator states into checkpoints.
 """
 
 from __future__ import annotations

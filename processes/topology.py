@@ -49,7 +49,7 @@ class Projection:
     ``num_message_bits`` 0 treats the payload as binary spikes (Lava's Dense casts it to bool, so −1 counts as +1),
     8 as graded values (intensities, event counts). fixed_pt weights are even integers in [−256, 254]: the Loihi
     graph's Dense (mixed sign mode, 8 bits) drops the LSB, the fused model does not, so only even weights give both
-    models the same numbers (lavaflow.models.reference.check_fixed_spec enforces it for a FixedNetSpec).
+    models the same numbers (lavaflow.models.fixed.check_fixed_spec enforces it for a FixedNetSpec).
     """
 
     source: int  # population index, or INPUT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def test_unknown_data_set(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
 
 def test_missing_data_files_say_how_to_get_them(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty").mkdir()
     monkeypatch.setenv("LAVAFLOW_DATA_DIR", str(tmp_path / "empty"))
     err = _error(capsys, ["train", "--method", "bptt", "--data", "nmnist", "--data-dir", str(tmp_path / "empty"),
                           "--out", str(tmp_path / "r")])
@@ -81,3 +83,51 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
     )
     assert result.returncode == EXIT_USER_ERROR
     assert "unknown method 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_building_the_parser_imports_neither_torch_nor_lava() -> None:
+    """`lavaflow --help` must answer at once: the parser reads only light constants (pipeline.choices)."""
+    code = ("import sys; from lavaflow.pipeline.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'lava', 'numpy', 'matplotlib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_light_lists_match_the_registries() -> None:
+    from lavaflow.deploy.run_config import BACKENDS
+    from lavaflow.pipeline import benchmarks, choices
+
+    assert choices.SIMULATE_BACKENDS == ("torch", *BACKENDS)
+    assert set(choices.DEFAULT_BACKENDS) <= set(choices.SIMULATE_BACKENDS)
+    assert {name: entry.description for name, entry in benchmarks.BENCHMARKS.items()} == choices.BENCHMARKS
+
+
+def test_a_short_train_and_simulate_print_no_third_party_noise(tmp_path: Path) -> None:
+    """bptt imports lava-dl's slayer, which prints a CUDA and a Prophesee notice on import; Lava runs follow."""
+    run = tmp_path / "run"
+    commands = [
+        ["train", "--method", "bptt", "--data", "digits", "--epochs", "1", "--limit", "40", "--out", str(run)],
+        ["simulate", str(run), "--backend", "torch", "--backend", "lava-fixed", "--limit", "20"],
+    ]
+    noise = re.compile(r"warn|cuda|prophesee|deprecat|profil", re.IGNORECASE)
+    for command in commands:
+        result = subprocess.run([sys.executable, "-m", "lavaflow.pipeline.cli", *command], capture_output=True,
+                                text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+        assert result.returncode == 0, result.stderr
+        lines = [line for line in (result.stdout + result.stderr).splitlines() if noise.search(line)]
+        assert not lines, "\n".join(lines)
+
+
+def test_ctrl_c_outside_training_does_not_promise_a_checkpoint(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from lavaflow.pipeline import simulate
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(simulate, "simulate_backends", interrupted)
+    (tmp_path / "config.yaml").write_text("data: digits\n")
+    assert main(["simulate", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "checkpoint" not in err

@@ -50,16 +50,20 @@ def class_counts(dataset) -> np.ndarray:
 
 
 def test_registry_names_and_infos():
-    assert list(DATA_SETS) == ["digits", "mnist5k", "fashion-mnist", "fsdd", "nmnist", "nmnist-synth"]
-    kinds = {
-        name: (loader.info.kind, loader.info.input_shape, loader.info.default_encoding)
-        for name, loader in DATA_SETS.items()
+    """Each data set's kind, sample shape, default encoding and classes, as the README's data table gives them."""
+    expected = {
+        "digits": (Kind.IMAGE, (1, 8, 8), "current", 10),
+        "mnist5k": (Kind.IMAGE, (1, 28, 28), "current", 10),
+        "fashion-mnist": (Kind.IMAGE, (1, 28, 28), "current", 10),
+        "fsdd": (Kind.AUDIO, (32,), "events", 10),  # 32 filter-bank channels
+        "nmnist": (Kind.EVENTS, (2, 34, 34), "events", 10),  # ON/OFF × 34 × 34
+        "nmnist-synth": (Kind.EVENTS, (2, 34, 34), "events", 10),
     }
-    assert kinds["digits"] == (Kind.IMAGE, (1, 8, 8), "current")
-    assert kinds["fashion-mnist"] == (Kind.IMAGE, (1, 28, 28), "current")
-    assert kinds["fsdd"] == (Kind.AUDIO, (32,), "events")
-    assert kinds["nmnist-synth"] == (Kind.EVENTS, (2, 34, 34), "events")
-    assert all(loader.info.num_classes == 10 and loader.info.name == name for name, loader in DATA_SETS.items())
+    assert list(DATA_SETS) == list(expected)
+    for name, loader in DATA_SETS.items():
+        info = loader.info
+        assert info.name == name
+        assert (info.kind, info.input_shape, info.default_encoding, info.num_classes) == expected[name], name
 
 
 def test_unknown_name_lists_the_valid_ones(tmp_path):
@@ -209,3 +213,31 @@ def test_bad_arguments_raise(tmp_path):
         load_data("digits", time_steps=0, data_dir=tmp_path)
     with pytest.raises(ValueError, match="limit"):
         load_data("digits", time_steps=3, data_dir=tmp_path, limit=0)
+
+
+def test_a_data_dir_the_user_named_must_exist_and_is_never_created(tmp_path, monkeypatch):
+    missing = tmp_path / "typo"
+    with pytest.raises(DataError, match=f"data directory {re.escape(str(missing))} .*does not exist"):
+        load_data("fsdd", time_steps=4, data_dir=missing)  # would fall back to ../shared/data/fsdd
+    monkeypatch.setenv("LAVAFLOW_DATA_DIR", str(missing))
+    with pytest.raises(DataError, match=r"\$LAVAFLOW_DATA_DIR"):
+        load_data("mnist5k", time_steps=4)  # would create typo/cache for its cache file
+    assert not missing.exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(DataError, match="is not a directory"):
+        load_data("digits", time_steps=4, data_dir=a_file)
+
+
+def test_encodings_that_suit_each_kind_of_data():
+    assert DATA_SETS["digits"].info.encodings == ("current", "rate")
+    assert DATA_SETS["fsdd"].info.encodings == ("events",)
+    assert DATA_SETS["nmnist-synth"].info.encodings == ("events",)
+    assert all(loader.info.default_encoding == loader.info.encodings[0] for loader in DATA_SETS.values())
+
+
+def test_nmnist_synth_generation_prints_one_line_and_no_bar_into_a_log(tmp_path, capsys):
+    load_data("nmnist-synth", time_steps=4, data_dir=tmp_path, limit=10, seed=3)
+    err = capsys.readouterr().err
+    assert "nmnist-synth: generating 10 train samples" in err
+    assert "%|" not in err  # tqdm's bar is for terminals only

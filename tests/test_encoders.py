@@ -73,3 +73,20 @@ def test_unknown_encoding_and_bad_time_steps_raise():
         encode(torch.zeros(2, 3), "poisson", 4)
     with pytest.raises(ValueError, match="time_steps"):
         encode(torch.zeros(2, 3), Encoding.CURRENT, 0)
+
+
+@pytest.mark.parametrize(("data", "encoding", "suits"), [
+    ("digits", "events", "current, rate"),
+    ("fsdd", "rate", "events"),
+    ("nmnist", "current", "events"),
+    ("digits", "spikes", "current, rate"),
+])
+def test_an_encoding_that_does_not_suit_the_data_is_a_config_error(data, encoding, suits):
+    from lavaflow.models.errors import ConfigError
+    from lavaflow.pipeline.config import TrainConfig
+    from lavaflow.pipeline.data import DATA_SETS
+    from lavaflow.pipeline.training import resolve_encoding
+
+    with pytest.raises(ConfigError, match=f"'{encoding}'.*suit {data}: {suits}"):
+        resolve_encoding(TrainConfig(method="ide", data=data, encoding=encoding), DATA_SETS[data].info)
+    assert resolve_encoding(TrainConfig(method="ide", data=data), DATA_SETS[data].info).value == suits.split(",")[0]

@@ -3,10 +3,6 @@ per-sample window, and the graded-payload quirk of Lava's Dense. Small graphs (T
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -26,7 +22,7 @@ from lavaflow.processes.topology import INPUT, CubaPopulation, Projection, SoftR
 from lavaflow.processes.window import window_position
 
 BACKENDS = {"floating_pt": "lava-float", "fixed_pt": "lava-fixed"}
-LAVA_TIMEOUT = pytest.mark.timeout(120)
+LAVA_TIMEOUT = pytest.mark.timeout(600)  # catches hangs only: these graphs run in seconds
 
 
 def _counts(sink: SpikeCounter, backend: str, num_steps: int) -> np.ndarray:

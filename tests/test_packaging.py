@@ -59,6 +59,9 @@ def test_every_package_folder_is_installed() -> None:
 def test_dependencies_point_one_way_without_cycles() -> None:
     modules = _modules()
     graph = {name: {m for m in _lavaflow_imports(path) if m in modules} for name, path in modules.items()}
+    # the parse sees real imports (else every check below would pass on an empty graph)
+    assert "lavaflow.models.feedback" in graph["lavaflow.pipeline.ide"]
+    assert "lavaflow.models.netspec" in graph["lavaflow.deploy.quantize"]
     for name, targets in graph.items():
         folder = name.split(".")[1]
         for target in targets:
@@ -81,7 +84,9 @@ def test_dependencies_point_one_way_without_cycles() -> None:
 
 def test_processes_folder_holds_no_scripts() -> None:
     """Lava executes every module beside a process while discovering models: no scripts or tests there."""
-    for path in (REPO / "processes").rglob("*.py"):
+    paths = sorted((REPO / "processes").rglob("*.py"))
+    assert len(paths) > 5  # the process modules are where the checks expect them
+    for path in paths:
         text = path.read_text()
         assert "__main__" not in text, f"{path} looks like a script"
         assert not path.name.startswith("test"), f"{path}: tests do not belong in processes/"

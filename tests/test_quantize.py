@@ -17,7 +17,14 @@ from lavaflow.deploy.quantize import (
     spike_preserving_bias_range,
 )
 from lavaflow.models.errors import NetSpecError
-from lavaflow.models.fixed import ACTIVATION_MAX, FixedConnection, FixedNetSpec, FixedPopulation
+from lavaflow.models.fixed import (
+    ACTIVATION_MAX,
+    BIAS_EXP_MAX,
+    BIAS_MANT_MAX,
+    FixedConnection,
+    FixedNetSpec,
+    FixedPopulation,
+)
 from lavaflow.models.netspec import (
     INPUT,
     Connection,
@@ -333,15 +340,22 @@ def test_unrepresentable_values_raise():
 
 # ----------------------------------------------------------------------------- spike-preserving bias clip
 def soft_reset_pair(
-    rng: np.random.Generator, *, leaky: bool, reset: float, encoding: str, n_in: int = 4, time_steps: int = 12
+    rng: np.random.Generator,
+    *,
+    leaky: bool,
+    reset: float,
+    encoding: str,
+    n_in: int = 4,
+    time_steps: int = 12,
+    largest: float = 6.0,
 ) -> NetSpec:
-    """input → hidden (with feedback) → out, soft reset; about a third of the biases huge (|b| up to 10^6)."""
+    """input → hidden (with feedback) → out, soft reset; about a third of the biases huge (|b| up to 10^largest)."""
     threshold = float(rng.uniform(0.5, 2.0))
 
     def neurons(size: int) -> SoftResetNeurons:
         bias = rng.normal(0.0, 0.5, size)
         huge = rng.random(size) < 0.35
-        bias[huge] = rng.choice([-1.0, 1.0], huge.sum()) * 10.0 ** rng.uniform(0.5, 6.0, huge.sum())
+        bias[huge] = rng.choice([-1.0, 1.0], huge.sum()) * 10.0 ** rng.uniform(0.5, largest, huge.sum())
         decay = float(rng.uniform(0.05, 1.0)) if leaky else 0.0
         return SoftResetNeurons(bias, threshold, reset * threshold, decay)
 
@@ -385,19 +399,24 @@ def adversarial_inputs(rng: np.random.Generator, spec: NetSpec, largest: float, 
     leaky=st.booleans(),
     reset=st.sampled_from([0.0, -1.0, 0.9]),  # u_rest / θ: IDE, SPIDE, and u_rest > θ/2 where 2·D is not enough
     encoding=st.sampled_from(["rate", "current", "events"]),
+    largest=st.floats(0.5, 6.0),  # log10 of the largest |bias|: small ones fit 13 + 7 bits and are kept
 )
-def test_clipping_biases_to_the_spike_preserving_range_changes_no_spike(seed, leaky, reset, encoding):
+def test_clipping_biases_to_the_spike_preserving_range_changes_no_spike(seed, leaky, reset, encoding, largest):
     """Float reference: clipped biases give the same spike train, step by step, in every population; a bias on the
     edge of its range already never fires (lower) or fires at every step (upper), also for the inputs that reach
     the P and N bounds. In fixed point, the clipped neurons do the same."""
     rng = np.random.default_rng(seed)
-    spec = soft_reset_pair(rng, leaky=leaky, reset=reset, encoding=encoding)
+    spec = soft_reset_pair(rng, leaky=leaky, reset=reset, encoding=encoding, largest=largest)
     input_range = {"rate": 1.0, "current": float(rng.uniform(0.5, 2.0)), "events": 3.0}[encoding]
     ranges = spike_preserving_bias_range(spec, input_range=input_range)
     edges = {}
-    for name, (lower, upper) in ranges.items():  # put some biases exactly on an edge
+    for name, (lower, upper) in ranges.items():
         bias = spec.populations[name].bias
-        on_edge = rng.random(bias.size) < 0.2
+        # neuron 0 below its range, neuron 1 above: small excesses fit the integers, large ones must be clipped
+        bias[0] = lower[0] - 10.0 ** rng.uniform(-2.0, largest)
+        bias[1] = upper[1] + 10.0 ** rng.uniform(-2.0, largest)
+        on_edge = rng.random(bias.size) < 0.2  # put some other biases exactly on an edge
+        on_edge[:2] = False
         at_upper = on_edge & (rng.random(bias.size) < 0.5)
         bias[on_edge & ~at_upper], bias[at_upper] = lower[on_edge & ~at_upper], upper[at_upper]
         edges[name] = (on_edge & ~at_upper, at_upper)
@@ -405,47 +424,56 @@ def test_clipping_biases_to_the_spike_preserving_range_changes_no_spike(seed, le
     inputs = adversarial_inputs(rng, spec, input_range if encoding != "events" else 3.0, batch=24)
     record = [f"{name}.spikes" for name in spec.populations]
     original, after = simulate(spec, inputs, record=record), simulate(clipped, inputs, record=record)
-    outside = 0
     for name, population in spec.populations.items():
         spikes = original.records[f"{name}.spikes"]
         np.testing.assert_array_equal(after.records[f"{name}.spikes"], spikes, err_msg=name)
         lower, upper = ranges[name]
         silent = (population.bias < lower) | edges[name][0]
         firing = (population.bias > upper) | edges[name][1]
+        assert silent[0] and firing[1]
         assert not spikes[:, :, silent].any() and spikes[:, :, firing].all(), name
-        outside += int(np.count_nonzero(population.bias < lower) + np.count_nonzero(population.bias > upper))
-    assert outside > 0 or all(p.size < 12 for p in spec.populations.values())  # the strategy clips most cases
 
-    try:
-        fixed, report = quantize(spec, input_range=input_range)
-    except NetSpecError:  # random weights can be unrepresentable on their own; not what this test is about
-        return
+    # Fixed point: the strategy's weights are always representable (this must not raise).
+    fixed, report = quantize(spec, input_range=input_range)
     fixed_result = simulate(fixed, inputs, record=record)
     by_name = {t.name: t for t in report.tensors}
     largest_payload = {"rate": 1, "current": 255, "events": 3}[encoding]
+    # The scale each population gets from everything but its biases: what clipping is there to keep.
+    unbiased, _ = quantize(with_biases(spec, {name: np.zeros(p.size) for name, p in spec.populations.items()}),
+                           input_range=input_range)
     for name, population in spec.populations.items():
-        if by_name[f"{name}.bias"].clipped:
-            lower, upper = ranges[name]
-            saturated = (population.bias < lower) | (population.bias > upper)
-            assert by_name[f"{name}.bias"].clipped == np.count_nonzero(saturated)
-            # The integer form of the bounds, on the integer weights (a_in LSBs) and 24-bit voltage units.
-            p = fixed.populations[name]
-            positive, negative = np.zeros(p.size), np.zeros(p.size)
-            for c in fixed.connections:
-                if c.target == name:
-                    payload = (largest_payload if c.source == INPUT else 1) * 2**c.weight_exp
-                    positive += np.maximum(c.weight, 0).sum(axis=1) * payload
-                    negative += np.maximum(-c.weight, 0).sum(axis=1) * payload
-            bias = p.bias_mant << p.bias_exp
-            overshoot = -(-(4096 - p.dv) * 64 * max(p.subtraction - p.vth, 0) // 4096)
-            low, high = population.bias < lower, population.bias > upper
-            assert np.all(bias[low] <= -64 * positive[low] - 1)
-            assert np.all(bias[high] - 64 * negative[high] >= 64 * p.vth + overshoot)
-            np.testing.assert_array_equal(
-                fixed_result.records[f"{name}.spikes"][:, :, saturated],
-                original.records[f"{name}.spikes"][:, :, saturated],
-                err_msg=name,
-            )
+        lower, upper = ranges[name]
+        saturated = (population.bias < lower) | (population.bias > upper)
+        p = fixed.populations[name]
+        bias = p.bias_mant << p.bias_exp  # 24-bit voltage units: 1/64 of an a_in LSB
+        raw_units = population.bias * 64 / p.scale
+        fits = np.abs(np.rint(population.bias * (64 / unbiased.populations[name].scale) / 2**BIAS_EXP_MAX)).max()
+        clip_count = by_name[f"{name}.bias"].clipped
+        if fits <= BIAS_MANT_MAX:
+            # Kept: every bias, even beyond its range, is its own value rounded to the nearest bias step.
+            assert clip_count == 0 and p.scale == unbiased.populations[name].scale, name
+            assert np.all(np.abs(bias - raw_units) <= 2**p.bias_exp / 2 * (1 + 1e-9)), name
+            continue
+        # Clipped: exactly the biases outside the range; the others are rounded as usual.
+        assert clip_count == np.count_nonzero(saturated), name
+        inside = ~saturated
+        assert np.all(np.abs(bias[inside] - raw_units[inside]) <= 2**p.bias_exp / 2 * (1 + 1e-9)), name
+        # The integer form of the bounds, on the integer weights (a_in LSBs) and 24-bit voltage units.
+        positive, negative = np.zeros(p.size), np.zeros(p.size)
+        for c in fixed.connections:
+            if c.target == name:
+                payload = (largest_payload if c.source == INPUT else 1) * 2**c.weight_exp
+                positive += np.maximum(c.weight, 0).sum(axis=1) * payload
+                negative += np.maximum(-c.weight, 0).sum(axis=1) * payload
+        overshoot = -(-(4096 - p.dv) * 64 * max(p.subtraction - p.vth, 0) // 4096)
+        low, high = population.bias < lower, population.bias > upper
+        assert np.all(bias[low] <= -64 * positive[low] - 1)
+        assert np.all(bias[high] - 64 * negative[high] >= 64 * p.vth + overshoot)
+        np.testing.assert_array_equal(
+            fixed_result.records[f"{name}.spikes"][:, :, saturated],
+            original.records[f"{name}.spikes"][:, :, saturated],
+            err_msg=name,
+        )
 
 
 def test_firing_bound_is_theta_plus_leaked_reset_not_two_d():

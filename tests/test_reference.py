@@ -7,13 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lavaflow.deploy.quantize import quantize
 from lavaflow.models.errors import ConfigError, DataError, NetSpecError
 from lavaflow.models.fixed import (
-    ACTIVATION_MAX,
     CURRENT_WRAP,
     STATE_MAX,
     FixedConnection,
@@ -159,8 +158,33 @@ def test_float_mode_readout_is_weighted_rate_of_recorded_spikes():
     rates = weighted_rate(spikes, leak=0.9).numpy()
     np.testing.assert_allclose(result.rates, rates, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(result.logits, rates @ spec.readout.weight.T + spec.readout.bias, rtol=1e-12)
-    np.testing.assert_array_equal(result.predictions, np.argmax(result.logits, axis=1))
     np.testing.assert_array_equal(result.counts["out"], result.records["out.spikes"].sum(axis=0))
+    assert result.counts["out"].sum() > 0
+
+
+def test_readout_predicts_from_hand_built_spike_trains():
+    """Unit-weight IF neurons with θ = D = 1 copy 0/1 input spikes, so the readout sees trains chosen by hand.
+
+    Readout rate decay 0.5 over T = 4: a spike at step t weighs 0.5^(3 − t) of (1 + 0.5 + 0.25 + 0.125) = 1.875.
+    """
+    trains = np.array(
+        [
+            [[1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 1, 0]],  # one spike each: the later one weighs 8× more → 1
+            [[1, 0, 0], [1, 0, 0], [1, 0, 0], [0, 1, 0]],  # counts 3 vs 1, weights 0.875 vs 1 → 1
+            [[1, 0, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0]],  # only neuron 0 → 0
+            [[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]],  # silence: the bias decides → 2
+        ],
+        dtype=np.float64,
+    ).transpose(1, 0, 2)  # (T, B, n)
+    neurons = SoftResetNeurons(bias=np.zeros(3), threshold=1.0)
+    readout = Readout("p", np.eye(3), np.array([0.0, 0.0, 0.01]), rate_decay=0.5)
+    spec = NetSpec(Input((3,), "rate"), {"p": neurons}, (Connection(INPUT, "p", Dense(np.eye(3)), 0),), readout, 4)
+    result = simulate(spec, trains)
+    np.testing.assert_array_equal(result.counts["p"], [[1, 1, 0], [3, 1, 0], [4, 0, 0], [0, 0, 0]])
+    expected_rates = np.array([[0.125, 1, 0], [0.875, 1, 0], [1.875, 0, 0], [0, 0, 0]]) / 1.875
+    np.testing.assert_allclose(result.rates, expected_rates, rtol=1e-12)
+    np.testing.assert_allclose(result.logits, expected_rates + np.array([0.0, 0.0, 0.01]), rtol=1e-12)
+    assert result.predictions.tolist() == [1, 1, 0, 2]
 
 
 # --------------------------------------------------------------------------------------------- neurons.py
@@ -211,15 +235,14 @@ def test_if_count_closed_form(steps, sixteenths, threshold_eighths, reset_eighth
     current, threshold = sixteenths / 16, threshold_eighths / 8
     reset_potential = -reset_eighths / 8
     subtraction = threshold - reset_potential
-    if current > subtraction:
-        return  # more than one level per step: the law does not apply
+    assume(current <= subtraction)  # more than one level per step: the law does not apply
     spec = single_neuron_netspec(soft(threshold, reset_potential), 1.0, "current", steps)
     result = simulate(spec, np.full((steps, 2, 1), current))
     total = steps * current
     expected = math.floor((total - threshold) / subtraction) + 1 if total >= threshold else 0
     np.testing.assert_array_equal(result.counts["p"], np.full((2, 1), expected))
-    if reset_potential == 0:
-        assert expected == math.floor(total / threshold)
+    if reset_potential == 0:  # plain IF: the count is the total charge in thresholds
+        np.testing.assert_array_equal(result.counts["p"], np.full((2, 1), math.floor(total / threshold)))
 
 
 @pytest.mark.parametrize("voltage_decay", [0.0, 0.1, 0.5, 0.9])
@@ -473,10 +496,25 @@ def test_soft_reset_saturates_before_firing():
 
 
 def test_activation_beyond_18_bits_raises():
-    spec = one_fixed_neuron("soft_reset", weight=254, weight_exp=2, time_steps=2)
-    with pytest.raises(NetSpecError, match="18-bit"):
-        simulate(spec, np.full((2, 1, 1), 255.0))
-    assert 254 * 255 * 4 > ACTIVATION_MAX
+    """a_in = Σ w·payload over four inputs (weights ±(254, 254, 254, 2)) at the edges of [−2^17, 2^17 − 1] runs;
+    a payload that takes it 2 beyond either edge is refused, naming the a_in it reaches."""
+    population = FixedPopulation(kind="soft_reset", size=1, vth=131071, dv=0, bias_mant=np.zeros(1, dtype=np.int64),
+                                 bias_exp=0, scale=1.0, subtraction=131071)
+
+    def run(sign: int, payload: list[int]) -> np.ndarray:
+        connection = FixedConnection(INPUT, "p", sign * np.array([[254, 254, 254, 2]]), 0, 0)
+        readout = Readout("p", np.eye(1), np.zeros(1))
+        spec = FixedNetSpec(Input((4,), "events"), 1.0, {"p": population}, (connection,), readout, 2)
+        payloads = np.array([[0, 0, 0, 0], payload], dtype=np.float64).reshape(2, 1, 4)
+        return simulate(spec, payloads, record=["p.v"]).records["p.v"][:, 0, 0]
+
+    # 254·255·2 + 254·6 = 131064; + 2·3 = 2^17 − 2 (the largest even a_in), + 2·4 = 2^17, + 2·5 = 2^17 + 2
+    assert run(+1, [255, 255, 6, 3]).tolist() == [0, (2**17 - 2) * 64]  # below vth: no spike, no reset
+    assert run(-1, [255, 255, 6, 4]).tolist() == [0, -(2**23 - 1)]  # a_in = −2^17: v saturates
+    with pytest.raises(NetSpecError, match=r"a_in (reaches|can reach) \[\S+, 131072\], beyond the 18-bit"):
+        run(+1, [255, 255, 6, 4])
+    with pytest.raises(NetSpecError, match=r"a_in (reaches|can reach) \[-131074, \S+\], beyond the 18-bit"):
+        run(-1, [255, 255, 6, 5])
 
 
 # -------------------------------------------------------------------------------------------- bad inputs
@@ -537,22 +575,22 @@ def test_bad_inputs_raise_clear_errors():
     assert result.counts["p"].tolist() == [[2], [2]]
 
 
-def test_dense_int32_overflow_raises():
-    """40 inputs × 254 × payload 255 = 2,590,800, << 12 ≈ 1.06e10: beyond the int32 of Lava's Dense."""
-    population = FixedPopulation(
-        kind="soft_reset",
-        size=1,
-        vth=1000,
-        dv=0,
-        bias_mant=np.zeros(1, dtype=np.int64),
-        bias_exp=0,
-        scale=1.0,
-        subtraction=1000,
-    )
-    connection = FixedConnection(INPUT, "p", np.full((1, 40), 254), 12, 0)
+@pytest.mark.parametrize(("weight_exp", "valid"), [(-9, False), (-8, True), (7, True), (8, False), (12, False)])
+def test_weight_exponent_is_loihis_4_bit_shift(weight_exp: int, valid: bool):
+    """weight_exp is Loihi's signed 4-bit exponent, −8..7: beyond it Lava's Python model would shift anyway (and
+    W·x << 12 of 40 inputs × 254 × 255 would overflow Dense's int32), so the spec is refused before any step."""
+    population = FixedPopulation(kind="soft_reset", size=1, vth=1000, dv=0, bias_mant=np.zeros(1, dtype=np.int64),
+                                 bias_exp=0, scale=1.0, subtraction=1000)
+    connection = FixedConnection(INPUT, "p", np.full((1, 40), 2), weight_exp, 0)
     spec = FixedNetSpec(
         Input((40,), "events"), 1.0, {"p": population}, (connection,), Readout("p", np.eye(1), np.zeros(1)), 1
     )
-    with pytest.raises(NetSpecError, match="int32"):
-        simulate(spec, np.full((1, 1, 40), 255.0))
-    assert simulate(spec, np.zeros((1, 1, 40))).counts["p"].tolist() == [[0]]  # zero input stays in range
+    if valid:
+        check_fixed_spec(spec)
+        fired = int(simulate(spec, np.ones((1, 1, 40))).counts["p"][0, 0])
+        assert fired == (1 if weight_exp > 0 else 0)  # W·x = 80: << 7 = 10240 ≥ vth 1000; >> 8 = 0
+    else:
+        with pytest.raises(NetSpecError, match=r"weight_exp.*\[-8, 7\]"):
+            check_fixed_spec(spec)
+        with pytest.raises(NetSpecError, match="weight_exp"):
+            simulate(spec, np.zeros((1, 1, 40)))  # even with silent input

@@ -19,7 +19,7 @@ class PayloadSource(AbstractProcess):
 
     Payloads are graded: intensities or event counts (connect to a Dense with ``num_message_bits=8``) or 0/1
     spikes (``num_message_bits=0``). floating_pt sends float64, fixed_pt int32 (integers 0..255 from
-    lavaflow.models.reference.input_payload; the values are not checked here).
+    lavaflow.models.fixed.input_payload, which checks them; they are not checked again here).
 
     Args:
         payloads: (N, T, n) with N a multiple of ``batch_size`` (pad with zero samples).

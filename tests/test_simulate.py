@@ -1,0 +1,258 @@
+"""``lavaflow simulate``: which samples it measures, which keys it writes, its files, early checks and progress."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lavaflow.models.netspec import INPUT, Connection, Conv, Dense, Input, NetSpec, Readout, SoftResetNeurons
+from lavaflow.pipeline import simulate
+from lavaflow.pipeline.cli import EXIT_USER_ERROR, main
+from lavaflow.pipeline.rundir import RunDir
+
+EVALUATION_SET = 60  # the run's --limit: training measured test_accuracy on these 60 test samples
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small IDE run on digits; each test works on its own copy."""
+    run = tmp_path_factory.mktemp("simulate") / "run"
+    assert main(["train", "--method", "ide", "--data", "digits", "--epochs", "1", "--limit", str(EVALUATION_SET),
+                 "--out", str(run)]) == 0
+    return run
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_default_backends_measure_the_runs_evaluation_set(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", str(run)]) == 0
+    out = capsys.readouterr().out
+    values = metrics(run)
+    for backend in ("torch", "lava-float", "lava-fixed"):
+        assert values[f"simulate_samples_{backend}"] == EVALUATION_SET  # not the whole 360-sample test split
+        assert values[f"spike_agreement_{backend}"] == 1.0
+        assert backend in out
+    assert "loihi2" not in out
+    assert f"{EVALUATION_SET} test samples, the run's evaluation set" in out
+    # the reference runs the trainer's semantics: on the same samples it reproduces training's own figure
+    assert values["test_accuracy_torch"] == pytest.approx(values["test_accuracy"], abs=1e-9)
+
+
+def test_a_limit_that_selects_another_subset_keeps_the_evaluation_figures(run: Path) -> None:
+    assert main(["simulate", str(run), "--backend", "torch"]) == 0
+    before = metrics(run)
+    assert main(["simulate", str(run), "--backend", "torch", "--limit", "5"]) == 0
+    after = metrics(run)
+    for key in ("test_accuracy_torch", "simulate_samples_torch", "spike_agreement_torch", "spikes_per_sample"):
+        assert after[key] == before[key], key
+    assert after["simulate_samples_torch_first5"] == 5
+    assert {"test_accuracy_torch_first5", "spike_agreement_torch_first5", "samples_per_second_torch_first5",
+            "spikes_per_sample_first5"} <= set(after)
+    # a limit that selects the evaluation set itself writes the plain keys
+    assert main(["simulate", str(run), "--backend", "torch", "--limit", str(EVALUATION_SET)]) == 0
+    assert f"test_accuracy_torch_first{EVALUATION_SET}" not in metrics(run)
+
+
+def test_plots_per_backend_and_the_quantization_report_are_files(run: Path) -> None:
+    assert main(["simulate", str(run), "--backend", "torch", "--backend", "lava-fixed", "--limit", "8"]) == 0
+    for backend in ("torch", "lava-fixed"):
+        for kind in ("raster", "firing_rates"):
+            png = run / "plots" / f"{kind}_{backend}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    report = (run / simulate.QUANTIZATION_REPORT).read_text()
+    assert "connection 0 (input → layer0).weight" in report and "input: payload" in report
+
+
+def _conv_spec(side: int) -> NetSpec:
+    """A conv network; side 64 unrolls to 32768 × 4096 weights, beyond what the Lava export takes."""
+    conv = Conv(np.full((8, 1, 3, 3), 0.1), (1, side, side), padding=(1, 1))
+    return NetSpec(
+        Input((1, side, side), "current"),
+        {"conv": SoftResetNeurons(np.zeros(conv.out_size), 1.0, shape=conv.output_shape)},
+        (Connection(INPUT, "conv", conv, delay_steps=0),),
+        Readout("conv", np.ones((10, conv.out_size)), np.zeros(10)),
+        time_steps=4,
+        metadata={"data": "digits"},
+    )
+
+
+def test_a_network_lava_cannot_take_fails_before_the_reference_simulation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = RunDir.create(tmp_path / "big")
+    run_dir.save_netspec(_conv_spec(64))
+
+    def slow_part(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the reference simulation started before the export check")
+
+    monkeypatch.setattr(simulate, "reference", slow_part)
+    monkeypatch.setattr(simulate, "load_data", slow_part)
+    assert main(["simulate", str(run_dir.path), "--backend", "lava-fixed"]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "unrolls to 32768 × 4096" in err and "--backend torch" in err and "Traceback" not in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _tiny_spec() -> NetSpec:
+    return NetSpec(
+        Input((4,), "current"),
+        {"p": SoftResetNeurons(np.zeros(3), 1.0)},
+        (Connection(INPUT, "p", Dense(np.full((3, 4), 0.3)), delay_steps=0),),
+        Readout("p", np.eye(3), np.zeros(3)),
+        time_steps=4,
+    )
+
+
+def test_many_samples_show_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    inputs = np.random.default_rng(0).random((4, 1200, 4))
+    result = simulate.reference(_tiny_spec(), inputs, batch_size=500, description="torch: reference")
+    assert result.predictions.shape == (1200,)
+    assert "torch: reference" in terminal.getvalue() and "/1200" in terminal.getvalue()  # the bar was drawn
+
+
+def test_lava_runs_in_chunks_and_keeps_the_sample_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many samples run as several Lava runs (so progress can move); results come back in order."""
+    from lavaflow.pipeline import export
+
+    calls: list[int] = []
+
+    def fake_run_lava(spec: NetSpec, inputs: np.ndarray, **kwargs: object) -> export.LavaResult:
+        calls.append(inputs.shape[1])
+        first = inputs[0, :, 0]
+        return export.LavaResult({"p": np.stack([first] * 3, axis=1)}, np.zeros((len(first), 3)),
+                                 np.zeros((len(first), 3)), first.astype(np.int64), seconds=1.0, run_seconds=0.5)
+
+    monkeypatch.setattr(export, "run_lava", fake_run_lava)
+    monkeypatch.setitem(simulate.LAVA_CHUNK, True, 10)
+    inputs = np.broadcast_to(np.arange(25.0)[None, :, None], (4, 25, 4))
+    counts, predictions, seconds = simulate._lava(_tiny_spec(), inputs, "lava-float", fused=True)
+    assert calls == [10, 10, 5]
+    assert predictions.tolist() == list(range(25)) and counts[:, 0].tolist() == list(range(25))
+    assert seconds == 3.0
+
+
+def test_simulate_help_teaches_defaults_keys_and_files(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("default: torch lava-float lava-fixed", "test_accuracy_<backend>", "_first<n>",
+                   "raster_<backend>.png", "firing_rates_<backend>.png", "quantization.txt", "evaluation set"):
+        assert phrase in text, phrase
+
+
+def test_without_backend_choice_a_network_lava_cannot_take_runs_on_torch_alone(
+    run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lavaflow.models.errors import NetSpecError
+    from lavaflow.pipeline import export
+
+    def too_big(spec: NetSpec) -> None:
+        raise NetSpecError("conv (64, 64, 5, 5) on (64, 14, 14) unrolls to 12544 × 12544 weights")
+
+    monkeypatch.setattr(export, "check_lava_export", too_big)
+    assert main(["simulate", str(run), "--limit", "5"]) == 0
+    captured = capsys.readouterr()
+    assert "running torch only" in captured.err and "12544 × 12544" in captured.err
+    assert "torch" in captured.out and "lava-fixed" not in captured.out
+    assert main(["simulate", str(run), "--limit", "5", "--backend", "lava-fixed"]) == EXIT_USER_ERROR  # asked for
+
+
+def test_the_samples_are_encoded_exactly_as_trainings_evaluation_encodes_them(tmp_path: Path) -> None:
+    """Rate spikes are random: same samples, generator and batches as training's evaluate, or other inputs."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from lavaflow.pipeline import training
+    from lavaflow.pipeline.data import load_data
+    from lavaflow.pipeline.encoders import Encoding
+
+    seed, time_steps, batch_size, limit = 5, 4, 16, 40
+    spec = NetSpec(
+        Input((1, 8, 8), "rate"),
+        {"p": SoftResetNeurons(np.zeros(10), 1.0)},
+        (Connection(INPUT, "p", Dense(np.full((10, 64), 0.1)), delay_steps=0),),
+        Readout("p", np.eye(10), np.zeros(10)),
+        time_steps=time_steps,
+        metadata={"data": "digits"},
+    )
+    seen: list[torch.Tensor] = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            seen.append(inputs.clone())
+            return torch.zeros(inputs.shape[1], 10)
+
+    _, test_set, _ = load_data("digits", time_steps=time_steps, limit=limit, seed=seed)
+    training.evaluate(Recorder(), DataLoader(test_set, batch_size=batch_size), Encoding.RATE, time_steps, "cpu",
+                      seed)
+    config = {"data": "digits", "seed": seed, "limit": limit, "test_batch_size": batch_size}
+    samples = simulate._samples(RunDir(tmp_path), spec, config, {"test_samples": limit}, limit=None, data=None,
+                                data_dir=None)
+    assert samples.suffix == ""
+    np.testing.assert_array_equal(samples.data.inputs, torch.cat(seen, dim=1).numpy())
+    np.testing.assert_array_equal(samples.data.targets, test_set.tensors[1].numpy())
+
+
+def test_a_run_dir_being_written_is_not_simulated(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (run / "metrics.json").read_bytes()
+    with RunDir(run).lock():  # as a training still running in it holds it
+        assert main(["simulate", str(run), "--backend", "torch"]) == EXIT_USER_ERROR
+    assert "another lavaflow process" in capsys.readouterr().err
+    assert (run / "metrics.json").read_bytes() == before
+    assert main(["simulate", str(run), "--backend", "torch", "--limit", "3"]) == 0  # released
+
+
+def test_large_networks_are_simulated_in_smaller_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conv-sized network (here 200,000 neurons) goes 32 samples at a time, so its progress bar moves."""
+    from lavaflow.models import reference as reference_module
+
+    sizes: list[int] = []
+
+    def recording(spec: NetSpec, inputs: np.ndarray, **kwargs: object) -> object:
+        sizes.append(inputs.shape[1])
+        return reference_module.simulate(spec, inputs, **kwargs)
+
+    monkeypatch.setattr(simulate, "simulate", recording)
+    big = NetSpec(Input((4,), "current"), {"p": SoftResetNeurons(np.zeros(200_000), 1.0)},
+                  (Connection(INPUT, "p", Dense(np.full((200_000, 4), 0.3)), delay_steps=0),),
+                  Readout("p", np.ones((3, 200_000)), np.zeros(3)), time_steps=4)
+    result = simulate.reference(big, np.ones((4, 70, 4)))
+    assert sizes == [32, 32, 6] and result.predictions.shape == (70,)
+    sizes.clear()
+    simulate.reference(_tiny_spec(), np.ones((4, 700, 4)))
+    assert sizes == [512, 188]
+
+
+@pytest.mark.parametrize("batch_size", [2.5, 0, "8"])
+def test_a_batch_size_that_is_not_a_positive_integer_is_refused(batch_size: object) -> None:
+    from lavaflow.models.errors import ConfigError
+
+    spec = NetSpec(
+        Input((3,), "current"),
+        {"out": SoftResetNeurons(np.zeros(2), threshold=1.0)},
+        [Connection(INPUT, "out", Dense(np.ones((2, 3))), 0)],
+        Readout("out", np.eye(2), np.zeros(2)),
+        time_steps=2,
+    )
+    with pytest.raises(ConfigError, match="batch_size"):
+        simulate.reference(spec, np.zeros((2, 1, 3)), batch_size=batch_size)
