@@ -1,1 +1,2 @@
-"""Where a network *runs*: run configurations, quantisation, Loihi 2 resource report, deployment bundles."""
+"""Where a network *runs*: run configurations, quantisation, lowering to Lava process records, Loihi 2 resource
+report, deployment bundles."""

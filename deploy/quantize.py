@@ -51,10 +51,8 @@ from lavaflow.models.fixed import (
     ACTIVATION_SHIFT,
     BIAS_EXP_MAX,
     BIAS_MANT_MAX,
-    DECAY_MAX,
     DECAY_UNITY,
     PAYLOAD_MAX,
-    SUBTRACTION_MAX,
     THRESHOLD_MAX,
     WEIGHT_EXP_MAX,
     WEIGHT_EXP_MIN,
@@ -62,17 +60,10 @@ from lavaflow.models.fixed import (
     FixedNetSpec,
     FixedPopulation,
 )
-from lavaflow.models.netspec import (
-    INPUT,
-    Connection,
-    Conv,
-    CubaNeurons,
-    Dense,
-    NetSpec,
-    Neurons,
-    SoftResetNeurons,
-    check_real,
-)
+from lavaflow.models.kinds import kind_named, kind_of
+from lavaflow.models.kinds.base import CLIP_MARGIN as CLIP_MARGIN  # re-exported: its old home
+from lavaflow.models.kinds.base import decay_code
+from lavaflow.models.netspec import INPUT, Connection, Conv, Dense, NetSpec, Neurons, check_real
 
 MANTISSA_LIMIT = 254  # the quantiser's symmetric even range [−254, 254] (see the module docstring)
 RESCALE = "Rescale the population (divide its threshold, reset potential, bias and incoming weights alike)."
@@ -80,7 +71,6 @@ MAX_WEIGHT_EXP = WEIGHT_EXP_MAX  # Loihi's weight exponent is 4-bit signed: W·x
 MIN_WEIGHT_EXP = WEIGHT_EXP_MIN  # ... and a right shift of W·x by up to 8 bits
 INPUT_REASON = f"largest possible a_in (≤ {ACTIVATION_MAX}, 18 bits)"
 INPUT_ADVICE = "Lower input_range, or shrink the largest incoming weights (e.g. feedback) relative to the others."
-CLIP_MARGIN = 2.0**-20  # relative widening of the spike-preserving range (see spike_preserving_bias_range)
 
 
 @dataclass(frozen=True)
@@ -269,22 +259,7 @@ def dequantize(spec: FixedNetSpec) -> NetSpec:
     for name, p in spec.populations.items():
         threshold = p.vth * p.scale
         bias = p.bias_mant.astype(np.float64) * 2.0**p.bias_exp * p.scale / (1 << ACTIVATION_SHIFT)
-        if p.kind == "soft_reset":
-            populations[name] = SoftResetNeurons(
-                bias=bias,
-                threshold=threshold,
-                reset_potential=threshold - p.subtraction * p.scale,
-                voltage_decay=p.dv / DECAY_UNITY,
-                shape=p.shape,
-            )
-        else:
-            populations[name] = CubaNeurons(
-                bias=bias,
-                threshold=threshold,
-                current_decay=(p.du + 1) / DECAY_UNITY,
-                voltage_decay=p.dv / DECAY_UNITY,
-                shape=p.shape,
-            )
+        populations[name] = kind_named(p.kind).from_fixed(p, threshold, bias)
     connections = []
     for c in spec.connections:
         unit = spec.input_scale if c.source == INPUT else 1.0
@@ -371,15 +346,10 @@ class _Bias:
 
 
 def _spike_preserving_range(neurons: Neurons, inputs: list[_Incoming]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(lower, upper) per neuron for a soft-reset population, None for CUBA (spike_preserving_bias_range)."""
-    if not isinstance(neurons, SoftResetNeurons):
-        return None
+    """(lower, upper) per neuron, or None for a kind whose biases are never clipped (CUBA): the kind's rule
+    (models.kinds) on this population's input bounds P and N (spike_preserving_bias_range)."""
     positive, negative = _input_bounds(inputs, neurons.size)
-    subtraction = neurons.threshold - neurons.reset_potential
-    margin = CLIP_MARGIN * (positive + negative + neurons.threshold + subtraction)
-    lower = -positive - margin
-    upper = negative + neurons.threshold + neurons.leak * max(-neurons.reset_potential, 0.0) + margin
-    return lower, upper
+    return kind_of(neurons).spike_preserving_range(neurons, positive, negative)
 
 
 def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: list[str]) -> tuple[float, _Bias]:
@@ -407,15 +377,7 @@ def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: l
                 widest / (MANTISSA_LIMIT * 2.0**MAX_WEIGHT_EXP),
             )
         )
-    if isinstance(neurons, SoftResetNeurons):
-        subtraction = neurons.threshold - neurons.reset_potential
-        bounds.append(
-            (
-                f"reset subtraction {subtraction:g} (≤ {SUBTRACTION_MAX}, 17 bits)",
-                RESCALE,
-                subtraction / SUBTRACTION_MAX,
-            )
-        )
+    bounds += [(reason, RESCALE, bound) for reason, bound in kind_of(neurons).scale_bounds(neurons)]  # soft reset: D
     bias = _Bias.unclipped(neurons.bias)
     spike_range = _spike_preserving_range(neurons, inputs)
     if spike_range is not None:
@@ -643,35 +605,13 @@ def _quantize_neurons(
         "scale": scale,
         "shape": tuple(neurons.shape),
     }
-    if isinstance(neurons, SoftResetNeurons):
-        subtraction_float = neurons.threshold - neurons.reset_potential
-        subtraction = round(subtraction_float / scale)
-        if subtraction == 0:
-            raise NetSpecError(
-                f"population {name!r}: the reset subtraction {subtraction_float:.3g} rounds to zero "
-                f"at scale {scale:.3g} (one a_in LSB), so a spike would remove no charge"
-            )
+    kind = kind_of(neurons)
+    fields, values = kind.fixed_fields(name, neurons, scale)  # soft reset: subtraction; cuba: du
+    for value in values:
         tensors.append(
-            _error(
-                f"{name}.subtraction",
-                np.array([subtraction_float]),
-                np.array([subtraction * scale]),
-                note="17-bit unsigned",
-            )
+            _error(f"{name}.{value.field}", value.original, value.restored, clipped=value.clipped, note=value.note)
         )
-        return FixedPopulation(kind="soft_reset", subtraction=subtraction, **common)
-    du, du_clipped = _decay_code(neurons.current_decay, offset=1)
-    reason = ", 0 is not representable: Lava adds 1 to du" if du_clipped else ""
-    tensors.append(
-        _error(
-            f"{name}.current_decay",
-            np.array([neurons.current_decay]),
-            np.array([(du + 1) / DECAY_UNITY]),
-            clipped=du_clipped,
-            note="(du+1)/4096" + reason,
-        )
-    )
-    return FixedPopulation(kind="cuba", du=du, **common)
+    return FixedPopulation(kind=kind.name, **fields, **common)
 
 
 def _bias_units(bias: _Bias, neurons: Neurons, inputs: list[_Incoming], scale: float) -> np.ndarray:
@@ -687,16 +627,13 @@ def _bias_units(bias: _Bias, neurons: Neurons, inputs: list[_Incoming], scale: f
     neuron silent or firing in fixed point exactly as it is in float, whatever the rounding.
     """
     units = bias.values * ((1 << ACTIVATION_SHIFT) / scale)
-    if not bias.clipped or not isinstance(neurons, SoftResetNeurons):
+    if not bias.clipped:
         return units
     positive, negative = _integer_input_bounds(inputs, scale, neurons.size)
-    shift = 1 << ACTIVATION_SHIFT
-    vth = round(neurons.threshold / scale)
-    subtraction = round((neurons.threshold - neurons.reset_potential) / scale)
-    dv, _ = _decay_code(neurons.voltage_decay, offset=0)
-    overshoot = (DECAY_UNITY - dv) * shift * max(subtraction - vth, 0)
-    silent = -shift * positive - 1
-    firing = shift * negative + shift * vth + -(-overshoot // DECAY_UNITY)  # ceil(λ̂·64·max(subtraction − vth, 0))
+    integer_bounds = kind_of(neurons).integer_bias_bounds(neurons, positive, negative, scale)
+    if integer_bounds is None:  # only a kind with a spike-preserving range clips its biases
+        raise NetSpecError(f"neuron kind {kind_of(neurons).name!r} clipped a bias but has no integer bound for it")
+    silent, firing = integer_bounds
     units = units.copy()
     units[bias.low] = np.minimum(units[bias.low], silent[bias.low])
     units[bias.high] = np.maximum(units[bias.high], firing[bias.high])
@@ -729,11 +666,7 @@ def _quantize_bias(bias: _Bias, units: np.ndarray, scale: float) -> tuple[np.nda
     raise NetSpecError(f"bias {largest:.3g} (24-bit units) exceeds 13 + 7 bits at scale {scale:.3g}")
 
 
-def _decay_code(decay: float, offset: int) -> tuple[int, int]:
-    """round(decay·4096) − offset clipped to 0..4095, and 1 if it was clipped."""
-    code = round(decay * DECAY_UNITY) - offset
-    clipped = min(max(code, 0), DECAY_MAX)
-    return clipped, int(clipped != code)
+_decay_code = decay_code  # Lava's 12-bit decay codes, shared with the kinds (models.kinds.base)
 
 
 def _error(name: str, original: np.ndarray, restored: np.ndarray, *, clipped: int = 0, note: str = "") -> TensorError:

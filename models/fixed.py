@@ -48,40 +48,48 @@ intensities x mapped to round(x / input_scale) (half to even) clipped to 0..255.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+# Lava's bit widths live in models.bit_widths; re-exported here, their old home (deploy and tests read them here).
+from lavaflow.models.bit_widths import ACTIVATION_BITS as ACTIVATION_BITS
+from lavaflow.models.bit_widths import ACTIVATION_MAX as ACTIVATION_MAX
+from lavaflow.models.bit_widths import ACTIVATION_MIN as ACTIVATION_MIN
+from lavaflow.models.bit_widths import ACTIVATION_SHIFT as ACTIVATION_SHIFT
+from lavaflow.models.bit_widths import BIAS_EXP_MAX as BIAS_EXP_MAX
+from lavaflow.models.bit_widths import BIAS_MANT_BITS as BIAS_MANT_BITS
+from lavaflow.models.bit_widths import BIAS_MANT_MAX as BIAS_MANT_MAX
+from lavaflow.models.bit_widths import BIAS_MANT_MIN as BIAS_MANT_MIN
+from lavaflow.models.bit_widths import CURRENT_WRAP as CURRENT_WRAP
+from lavaflow.models.bit_widths import DECAY_BITS as DECAY_BITS
+from lavaflow.models.bit_widths import DECAY_MAX as DECAY_MAX
+from lavaflow.models.bit_widths import DECAY_UNITY as DECAY_UNITY
+from lavaflow.models.bit_widths import PAYLOAD_MAX as PAYLOAD_MAX
+from lavaflow.models.bit_widths import STATE_BITS as STATE_BITS
+from lavaflow.models.bit_widths import STATE_MAX as STATE_MAX
+from lavaflow.models.bit_widths import SUBTRACTION_MAX as SUBTRACTION_MAX
+from lavaflow.models.bit_widths import THRESHOLD_BITS as THRESHOLD_BITS
+from lavaflow.models.bit_widths import THRESHOLD_MAX as THRESHOLD_MAX
+from lavaflow.models.bit_widths import THRESHOLD_SHIFT as THRESHOLD_SHIFT
+from lavaflow.models.bit_widths import WEIGHT_EXP_MAX as WEIGHT_EXP_MAX
+from lavaflow.models.bit_widths import WEIGHT_EXP_MIN as WEIGHT_EXP_MIN
+from lavaflow.models.bit_widths import WEIGHT_MAX as WEIGHT_MAX
+from lavaflow.models.bit_widths import WEIGHT_MIN as WEIGHT_MIN
+from lavaflow.models.checks import store_integer
 from lavaflow.models.errors import DataError, NetSpecError
-from lavaflow.models.netspec import INPUT, Conv, Input, Readout, check_integer, check_real
+from lavaflow.models.kinds import KINDS, kind_named
+from lavaflow.models.netspec import INPUT, Conv, Input, Readout, check_integer, check_real, read_spec, write_spec
 
-# Bit widths and shifts of Lava's bit-accurate LIF (lava/proc/lif/models.py) and Dense (lava/proc/dense/models.py).
-ACTIVATION_SHIFT = 6  # a_in << 6 aligns the synaptic input with the 24-bit state (Lava: act_shift)
-THRESHOLD_SHIFT = 6  # vth << 6 (Lava: vth_shift)
-DECAY_BITS = 12  # decays are fractions of 4096 (Lava: decay_shift)
-DECAY_UNITY = 1 << DECAY_BITS
-STATE_BITS = 24  # u and v are 24-bit signed
-STATE_MAX = (1 << (STATE_BITS - 1)) - 1  # v saturates to ±STATE_MAX
-CURRENT_WRAP = 1 << STATE_BITS  # u wraps by ±2^24 into (−2^23, 2^23]
-ACTIVATION_BITS = 18  # a_in bound (ours, see the module docstring): a_in << 6 must fit the 24-bit state
-ACTIVATION_MIN, ACTIVATION_MAX = -(1 << (ACTIVATION_BITS - 1)), (1 << (ACTIVATION_BITS - 1)) - 1
-THRESHOLD_BITS = 17  # vth is 17-bit unsigned
-THRESHOLD_MAX = (1 << THRESHOLD_BITS) - 1
-SUBTRACTION_MAX = THRESHOLD_MAX  # soft reset (ours): as wide as vth, so v − (subtraction << 6) stays in 24 bits
-BIAS_MANT_BITS = 13  # bias_mant is 13-bit signed
-BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << (BIAS_MANT_BITS - 1)), (1 << (BIAS_MANT_BITS - 1)) - 1
-BIAS_EXP_MAX = 7  # bias_exp is a 3-bit shift
-WEIGHT_MIN, WEIGHT_MAX = -256, 254  # 8-bit mixed-sign weights: Lava drops the LSB, so values are even
-DECAY_MAX = DECAY_UNITY - 1  # du and dv are 12-bit unsigned
-PAYLOAD_MAX = 255  # graded input payloads are 8-bit unsigned
-WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7  # Loihi's weight exponent is 4-bit signed
-FIXED_KINDS = ("soft_reset", "cuba")
+FIXED_KINDS = tuple(KINDS)  # the FixedPopulation kinds: the registry's names
 MAX_DELAY_STEPS = 1 << 16  # a sanity bound: the reference's ring buffer holds delay + 1 steps of spikes
 
 
 @dataclass(frozen=True, eq=False)
 class FixedPopulation:
-    """A population in integer units; ``kind`` is "soft_reset" or "cuba"."""
+    """A population in integer units; ``kind`` names its entry in models.kinds.KINDS ("soft_reset", "cuba").
+    Checked by the FixedNetSpec holding it, which knows its name and its connections."""
 
     kind: str
     size: int
@@ -97,6 +105,8 @@ class FixedPopulation:
 
 @dataclass(frozen=True, eq=False)
 class FixedConnection:
+    """A connection in integer units; checked by the FixedNetSpec holding it (its shape depends on the ends)."""
+
     source: str
     target: str
     weight: np.ndarray  # int64, (n_out, n_in) for dense; (C_out, C_in, kH, kW) for conv; even values in [−256, 254]
@@ -107,6 +117,12 @@ class FixedConnection:
 
 @dataclass(frozen=True, eq=False)
 class FixedNetSpec:
+    """The deploy artifact: a NetSpec in Loihi 2 integers, validated when built (``validate``), saved like a NetSpec.
+
+    A FixedNetSpec that exists fits Lava's bit widths, so Lava cannot clip or truncate one of its values silently.
+    Its arrays stay mutable: every simulator checks again (``input_payload``).
+    """
+
     input: Input
     input_scale: float  # current encoding: payload = round(x / input_scale); 1.0 for spike and event input
     populations: dict[str, FixedPopulation]
@@ -114,6 +130,66 @@ class FixedNetSpec:
     readout: Readout  # stays in float: evaluated on the host from integer spike counts
     time_steps: int
     metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise NetSpecError, naming the field, unless every integer fits its Lava bit width and the shapes fit
+        the populations and connections; the one place for these rules (``check_fixed_spec`` calls it).
+
+        Scalars are stored back as Python int and float (numpy scalars included on input), so that the spec
+        saves losslessly; the records are frozen, hence ``object.__setattr__``.
+        """
+        object.__setattr__(self, "time_steps", check_integer("time_steps", self.time_steps, 1))
+        input_scale = check_real("input_scale", self.input_scale, 0.0)
+        if input_scale <= 0:
+            raise NetSpecError(f"input_scale must be positive, got {self.input_scale!r}")
+        object.__setattr__(self, "input_scale", input_scale)
+        if not isinstance(self.input, Input) or not isinstance(self.readout, Readout):
+            raise NetSpecError(f"a FixedNetSpec needs an Input and a Readout, got {self.input!r} and {self.readout!r}")
+        self.input.__post_init__()
+        self.readout.__post_init__()  # the readout stays in float: finite values
+        if not isinstance(self.populations, dict):
+            kind = type(self.populations).__name__
+            raise NetSpecError(f"populations: expected a dict of FixedPopulation, got {kind}")
+        if not isinstance(self.connections, (tuple, list)):
+            kind = type(self.connections).__name__
+            raise NetSpecError(f"connections: expected a tuple of FixedConnection, got {kind}")
+        object.__setattr__(self, "connections", tuple(self.connections))
+        if INPUT in self.populations:
+            raise NetSpecError(f"{INPUT!r} is reserved for the input node; rename that population")
+        for name, population in self.populations.items():
+            _check_population(name, population)
+        for index, connection in enumerate(self.connections):
+            _check_connection(self, index, connection)
+        readout = self.readout
+        if readout.source not in self.populations:
+            raise NetSpecError(f"readout reads unknown population {readout.source!r}")
+        if readout.weight.shape[1] != self.populations[readout.source].size:
+            raise NetSpecError(
+                f"readout weight {readout.weight.shape} does not match population {readout.source!r} "
+                f"of {self.populations[readout.source].size} neurons"
+            )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the spec file NetSpec.save writes (one serialiser), recording the kind; atomic."""
+        write_spec(self, path, FIXED_NODE_TYPES)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FixedNetSpec:
+        """Read a file written by ``save``, validated as when built; never unpickles.
+
+        Raises:
+            NetSpecError: naming ``path``: damaged, of another format version, holding a NetSpec, or out of range.
+        """
+        return read_spec(path, cls, FIXED_NODE_TYPES, "quantise the NetSpec again (deploy.quantize) to rewrite it")
+
+
+# The node classes a FixedNetSpec file may hold: the float Input, Readout and Conv geometry, and the fixed records.
+FIXED_NODE_TYPES: dict[str, type] = {
+    cls.__name__: cls for cls in (Input, Readout, Conv, FixedPopulation, FixedConnection, FixedNetSpec)
+}
 
 
 # ------------------------------------------------------------------------------------------- the one gate
@@ -214,36 +290,15 @@ def activation_bounds(spec: FixedNetSpec, largest_payload: np.ndarray) -> dict[s
 
 # ------------------------------------------------------------------------------------------- spec checks
 def check_fixed_spec(spec: FixedNetSpec) -> None:
-    """Raise NetSpecError unless every integer of ``spec`` fits its Lava bit width.
+    """Raise NetSpecError unless ``spec`` is a FixedNetSpec that still passes ``FixedNetSpec.validate``.
 
-    FixedNetSpec is a plain container (and its arrays are mutable), so this is where a hand-built or corrupted
-    one is caught before Lava could clip or truncate a value silently (an odd weight, −256 in an inhibitory
-    matrix, an 18-bit vth, a weight exponent Loihi does not have).
+    A FixedNetSpec is validated when built, but its arrays are mutable: every simulator calls this before it runs
+    (``input_payload``, the Lava export), so a value written in afterwards (an odd weight, −256 in an inhibitory
+    matrix) is caught before Lava could clip or truncate it silently.
     """
     if not isinstance(spec, FixedNetSpec):
         raise NetSpecError(f"expected a FixedNetSpec, got {type(spec).__name__}")
-    check_integer("time_steps", spec.time_steps, 1)
-    check_real("input_scale", spec.input_scale, 0.0)
-    if spec.input_scale <= 0:
-        raise NetSpecError(f"input_scale must be positive, got {spec.input_scale!r}")
-    if not isinstance(spec.input, Input) or not isinstance(spec.readout, Readout):
-        raise NetSpecError("a FixedNetSpec needs an Input and a Readout")
-    spec.input.__post_init__()
-    spec.readout.__post_init__()  # the readout stays in float: finite values
-    if INPUT in spec.populations:
-        raise NetSpecError(f"{INPUT!r} is reserved for the input node; rename that population")
-    for name, population in spec.populations.items():
-        _check_population(name, population)
-    for index, connection in enumerate(spec.connections):
-        _check_connection(spec, index, connection)
-    readout = spec.readout
-    if readout.source not in spec.populations:
-        raise NetSpecError(f"readout reads unknown population {readout.source!r}")
-    if readout.weight.shape[1] != spec.populations[readout.source].size:
-        raise NetSpecError(
-            f"readout weight {readout.weight.shape} does not match population {readout.source!r} "
-            f"of {spec.populations[readout.source].size} neurons"
-        )
+    spec.validate()
 
 
 def _check_integer_array(name: str, values: object, shape: tuple[int, ...], low: int, high: int) -> None:
@@ -255,29 +310,40 @@ def _check_integer_array(name: str, values: object, shape: tuple[int, ...], low:
         raise NetSpecError(f"{name}: values in [{values.min()}, {values.max()}] leave the range [{low}, {high}]")
 
 
+_store_integer = store_integer  # the short name the checks below use
+
+
 def _check_population(name: str, population: FixedPopulation) -> None:
-    if not isinstance(population, FixedPopulation) or population.kind not in FIXED_KINDS:
-        kind = getattr(population, "kind", type(population).__name__)
-        raise NetSpecError(f"population {name!r}: kind {kind!r} is not one of {FIXED_KINDS}")
-    check_integer(f"{name}.size", population.size, 1)
-    if population.shape and int(np.prod(population.shape)) != population.size:
-        raise NetSpecError(f"population {name!r}: shape {population.shape} does not hold {population.size} neurons")
-    check_real(f"{name}.scale", population.scale, 0.0)
-    check_integer(f"{name}.vth (17-bit unsigned)", population.vth, 0, THRESHOLD_MAX)
-    check_integer(f"{name}.dv (12-bit unsigned)", population.dv, 0, DECAY_MAX)
-    check_integer(f"{name}.bias_exp (3-bit)", population.bias_exp, 0, BIAS_EXP_MAX)
+    if not isinstance(population, FixedPopulation):
+        raise NetSpecError(f"population {name!r}: expected a FixedPopulation, got {type(population).__name__}")
+    try:
+        kind = kind_named(population.kind)
+    except NetSpecError as error:
+        raise NetSpecError(f"population {name!r}: {error}") from None
+    size = _store_integer(population, "size", f"{name}.size", 1)
+    if not isinstance(population.shape, (tuple, list)):
+        raise NetSpecError(f"population {name!r}: shape must be a tuple, got {population.shape!r}")
+    shape = tuple(check_integer(f"{name}.shape", d, 1) for d in population.shape)
+    if shape and int(np.prod(shape)) != size:
+        raise NetSpecError(f"population {name!r}: shape {shape} does not hold {size} neurons")
+    object.__setattr__(population, "shape", shape)
+    object.__setattr__(population, "scale", check_real(f"{name}.scale", population.scale, 0.0))
+    _store_integer(population, "vth", f"{name}.vth (17-bit unsigned)", 0, THRESHOLD_MAX)
+    _store_integer(population, "dv", f"{name}.dv (12-bit unsigned)", 0, DECAY_MAX)
+    _store_integer(population, "bias_exp", f"{name}.bias_exp (3-bit)", 0, BIAS_EXP_MAX)
     mantissa_name = f"{name}.bias_mant (13-bit signed)"
-    _check_integer_array(mantissa_name, population.bias_mant, (population.size,), BIAS_MANT_MIN, BIAS_MANT_MAX)
-    if population.kind == "soft_reset":
-        check_integer(f"{name}.subtraction (a spike must remove charge)", population.subtraction, 1, SUBTRACTION_MAX)
-    else:
-        check_integer(f"{name}.du (12-bit unsigned)", population.du, 0, DECAY_MAX)
+    _check_integer_array(mantissa_name, population.bias_mant, (size,), BIAS_MANT_MIN, BIAS_MANT_MAX)
+    kind.check_fixed(name, population)  # the kind's own fields (soft reset: subtraction; cuba: du)
 
 
 def _check_connection(spec: FixedNetSpec, index: int, connection: FixedConnection) -> None:
     if not isinstance(connection, FixedConnection):
         raise NetSpecError(f"connection {index}: expected a FixedConnection, got {type(connection).__name__}")
     name = f"connection {index} ({connection.source} → {connection.target})"
+    if connection.conv is not None:
+        if not isinstance(connection.conv, Conv):
+            raise NetSpecError(f"{name}: conv must be a Conv or None, got {type(connection.conv).__name__}")
+        connection.conv.__post_init__()  # its geometry sets the weight shape
     if connection.target not in spec.populations:
         raise NetSpecError(f"{name}: unknown target population {connection.target!r}")
     if connection.source == INPUT:
@@ -286,9 +352,9 @@ def _check_connection(spec: FixedNetSpec, index: int, connection: FixedConnectio
         n_in, delay_low, delay_high = spec.populations[connection.source].size, 1, MAX_DELAY_STEPS
     else:
         raise NetSpecError(f"{name}: unknown source {connection.source!r}")
-    check_integer(f"{name}: delay_steps", connection.delay_steps, delay_low, delay_high)
-    check_integer(f"{name}: weight_exp (Loihi's 4-bit signed exponent)", connection.weight_exp, WEIGHT_EXP_MIN,
-                  WEIGHT_EXP_MAX)
+    _store_integer(connection, "delay_steps", f"{name}: delay_steps", delay_low, delay_high)
+    label = f"{name}: weight_exp (Loihi's 4-bit signed exponent)"
+    _store_integer(connection, "weight_exp", label, WEIGHT_EXP_MIN, WEIGHT_EXP_MAX)
     n_out = spec.populations[connection.target].size
     if connection.conv is None:
         shape = (n_out, n_in)

@@ -20,71 +20,29 @@ from __future__ import annotations
 
 import io
 import json
-import math
-import numbers
 import os
 import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
 from lavaflow.models.atomic import atomic_write_bytes
-from lavaflow.models.errors import DataError, LavaflowError, NetSpecError
+from lavaflow.models.checks import check_array, check_integer, store_real
+from lavaflow.models.checks import check_real as check_real  # re-exported: its old home
+from lavaflow.models.errors import DataError, NetSpecError
+from lavaflow.models.kinds import NODE_CLASSES, kind_of
+from lavaflow.models.kinds.base import NeuronNode
+from lavaflow.models.kinds.cuba import CubaNeurons as CubaNeurons  # re-exported: trainers and tests import them here
+from lavaflow.models.kinds.soft_reset import SoftResetNeurons as SoftResetNeurons
 
 FORMAT_VERSION = 1
 INPUT = "input"  # the reserved name of the input node in connections
 
 
-def _array(name: str, value: object, ndim: int) -> np.ndarray:
-    """Validate without casting: a float ndarray of the given rank with finite values."""
-    if not isinstance(value, np.ndarray):
-        raise NetSpecError(f"{name}: expected a numpy array, got {type(value).__name__}")
-    if value.ndim != ndim:
-        raise NetSpecError(f"{name}: expected {ndim} dimensions, got shape {value.shape}")
-    if value.dtype.kind != "f":
-        raise NetSpecError(f"{name}: expected a floating-point array, got dtype {value.dtype}")
-    if not np.all(np.isfinite(value)):
-        bad = int(np.size(value) - np.isfinite(value).sum())
-        raise NetSpecError(f"{name}: {bad} non-finite value(s) (NaN or inf); the training run diverged")
-    return value
-
-
-def check_real(
-    name: str,
-    value: object,
-    low: float = -math.inf,
-    high: float = math.inf,
-    error: type[LavaflowError] = NetSpecError,
-) -> float:
-    """``value`` as a float if it is a finite real number in [low, high] (numpy scalars included), else ``error``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise error(f"{name}: expected a number, got {value!r} ({type(value).__name__})")
-    number = float(value)
-    if not (math.isfinite(number) and low <= number <= high):
-        raise error(f"{name}: expected a finite number in [{low:g}, {high:g}], got {number:g}")
-    return number
-
-
-def check_integer(
-    name: str,
-    value: object,
-    low: float = -math.inf,
-    high: float = math.inf,
-    error: type[LavaflowError] = NetSpecError,
-) -> int:
-    """``value`` as an int if it is an integer in [low, high] (numpy integers included; not 2.0, not True)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise error(f"{name}: expected an integer, got {value!r} ({type(value).__name__})")
-    if not low <= int(value) <= high:
-        raise error(f"{name}: expected an integer in [{low:g}, {high:g}], got {int(value)}")
-    return int(value)
-
-
-def _finite(node: object, name: str, low: float = -math.inf, high: float = math.inf) -> None:
-    """Check a float field of a frozen node and store it as a Python float (a numpy scalar would not serialise)."""
-    object.__setattr__(node, name, check_real(name, getattr(node, name), low, high))
+_array = check_array  # the short names the records below use
+_finite = store_real
 
 
 # ---------------------------------------------------------------------------------------------------- nodes
@@ -142,66 +100,8 @@ class Input:
             )
 
 
-@dataclass(frozen=True, eq=False)
-class SoftResetNeurons:
-    """IF/LIF with reset by subtraction: v ← λv + I; s = [v ≥ θ]; v −= s·(θ − u_rest)  (see models.neurons)."""
-
-    bias: np.ndarray  # (n,), added to the input current every step
-    threshold: float
-    reset_potential: float = 0.0
-    voltage_decay: float = 0.0
-    shape: tuple[int, ...] = ()  # (C, H, W) for conv layers; () means (n,)
-
-    def __post_init__(self) -> None:
-        _array("SoftResetNeurons.bias", self.bias, 1)
-        _finite(self, "threshold", 0.0)
-        _finite(self, "reset_potential", high=self.threshold)
-        _finite(self, "voltage_decay", 0.0, 1.0)
-        if self.threshold - self.reset_potential <= 0:
-            raise NetSpecError("threshold − reset_potential must be positive (a spike must remove charge)")
-        _check_shape(self)
-
-    @property
-    def size(self) -> int:
-        return int(self.bias.shape[0])
-
-    @property
-    def leak(self) -> float:
-        return 1.0 - self.voltage_decay
-
-
-@dataclass(frozen=True, eq=False)
-class CubaNeurons:
-    """Lava's LIF / lava-dl CUBA: u ← (1−du)u + I; v ← (1−dv)v + u + bias; s = [v > θ]; v ← 0 on a spike."""
-
-    bias: np.ndarray  # (n,)
-    threshold: float
-    current_decay: float = 1.0
-    voltage_decay: float = 0.0
-    shape: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        _array("CubaNeurons.bias", self.bias, 1)
-        _finite(self, "threshold", 0.0)
-        _finite(self, "current_decay", 0.0, 1.0)
-        _finite(self, "voltage_decay", 0.0, 1.0)
-        _check_shape(self)
-
-    @property
-    def size(self) -> int:
-        return int(self.bias.shape[0])
-
-    @property
-    def leak(self) -> float:
-        return 1.0 - self.voltage_decay
-
-
-Neurons = SoftResetNeurons | CubaNeurons
-
-
-def _check_shape(neurons: Neurons) -> None:
-    if neurons.shape and int(np.prod(neurons.shape)) != neurons.bias.shape[0]:
-        raise NetSpecError(f"population shape {neurons.shape} does not hold {neurons.bias.shape[0]} neurons")
+# Neuron populations: one node class per kind, defined with the rest of its kind in models.kinds (KINDS lists them).
+Neurons = NeuronNode
 
 
 # ---------------------------------------------------------------------------------------------------- synapses
@@ -309,8 +209,10 @@ class NetSpec:
         if not isinstance(self.input, Input) or not isinstance(self.readout, Readout):
             raise NetSpecError(f"a NetSpec needs an Input and a Readout, got {self.input!r} and {self.readout!r}")
         for name, neurons in self.populations.items():
-            if not isinstance(neurons, (SoftResetNeurons, CubaNeurons)):
-                raise NetSpecError(f"population {name!r}: {type(neurons).__name__} is not a neuron kind of NetSpec")
+            try:
+                kind_of(neurons)
+            except NetSpecError as error:
+                raise NetSpecError(f"population {name!r}: {error}") from None
         if INPUT in self.populations:
             raise NetSpecError(f"{INPUT!r} is reserved for the input node; rename that population")
         for index, connection in enumerate(self.connections):
@@ -327,7 +229,7 @@ class NetSpec:
     def validate(self) -> None:
         """Check everything again, as when built: the arrays are mutable, so a NaN can be written in afterwards.
 
-        Every simulator calls this before it runs (models.reference, pipeline.export), and so does deploy.quantize.
+        Every simulator calls this before it runs (models.reference, pipeline.lava.run), and so does deploy.quantize.
 
         Raises:
             NetSpecError: what building the spec would raise now.
@@ -384,81 +286,126 @@ class NetSpec:
     # ------------------------------------------------------------------------------------------ serialisation
     def save(self, path: str | os.PathLike) -> None:
         """Write an .npz (arrays) with a JSON header (structure); atomic: a crash leaves the old file intact."""
-        arrays: dict[str, np.ndarray] = {}
-        header = _to_dict(self, arrays, prefix="")
-        arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        path = Path(path)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        write_spec(self, path, NODE_TYPES)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> NetSpec:
-        """Read a file written by ``save``; never unpickles (allow_pickle=False)."""
-        advice = "the file is damaged or was not written by lavaflow; train the run again to rewrite it"
-        try:
-            with np.load(Path(path), allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-            header = json.loads(arrays.pop("__header__").tobytes().decode())
-            version = header.get("format_version")
-            if version != FORMAT_VERSION:
-                raise NetSpecError(f"{path}: NetSpec format {version!r} is not {FORMAT_VERSION}; {advice}")
-            spec = _from_dict(header, arrays)
-        except NetSpecError as error:  # a header that decodes but describes an inconsistent network
-            message = str(error) if str(path) in str(error) else f"{path}: {error}; {advice}"
-            raise NetSpecError(message) from None
-        except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError, AttributeError,
-                IndexError, RecursionError) as error:  # truncated, empty or not an npz; a damaged header
-            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            raise NetSpecError(f"{path} is not a readable NetSpec file ({reason}); {advice}") from None
-        if not isinstance(spec, NetSpec):
-            raise NetSpecError(f"{path} does not hold a NetSpec; {advice}")
-        return spec
+        """Read a file written by ``save``; never unpickles (allow_pickle=False).
+
+        Raises:
+            NetSpecError: naming ``path``: damaged, of another format version, or holding a FixedNetSpec.
+        """
+        return read_spec(path, cls, NODE_TYPES, "train the run again to rewrite it")
 
 
 NODE_TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (Input, SoftResetNeurons, CubaNeurons, Dense, Conv, Connection, Readout, NetSpec)
+    cls.__name__: cls for cls in (Input, *NODE_CLASSES, Dense, Conv, Connection, Readout, NetSpec)
 }
+SPEC_KINDS = ("NetSpec", "FixedNetSpec")  # the records a spec file may hold (models.fixed defines the second)
+SpecT = TypeVar("SpecT")
 
 
-def _to_dict(obj: object, arrays: dict[str, np.ndarray], prefix: str) -> object:
-    if type(obj).__name__ in NODE_TYPES and isinstance(obj, tuple(NODE_TYPES.values())):
+# -------------------------------------------------------------------------------------------- spec files
+# One container for every spec kind, so that a NetSpec and a FixedNetSpec are written and checked by the same code:
+# an .npz whose "__header__" entry is UTF-8 JSON. The header is the root record: {"__type__": kind,
+# "format_version": FORMAT_VERSION, <field>: <value>, ...}; a record is {"__type__": class name, fields...}, an
+# array {"__array__": key of its .npz entry} (dtype, shape and values kept by the .npy format), a dict
+# {"__dict__": [[key, value], ...]} (order kept), a tuple or list {"__tuple__": [...]}; JSON holds int, float, str,
+# None. Each kind passes the node classes its files may hold, so a record of another kind is refused by name.
+def write_spec(spec: object, path: str | os.PathLike, node_types: dict[str, type]) -> None:
+    """Write ``spec`` (a dataclass record listed in ``node_types``) to ``path`` as a spec file, atomically.
+
+    Raises:
+        NetSpecError: a value the format cannot hold exactly (an object array, a type it does not know).
+    """
+    arrays: dict[str, np.ndarray] = {}
+    header = _to_dict(spec, arrays, "", node_types)
+    if not isinstance(header, dict) or "__type__" not in header:
+        raise NetSpecError(f"cannot save a {type(spec).__name__}: not one of {sorted(node_types)}")
+    header["format_version"] = FORMAT_VERSION
+    arrays["__header__"] = np.frombuffer(json.dumps(header, allow_nan=True).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def read_spec(path: str | os.PathLike, kind: type[SpecT], node_types: dict[str, type], remedy: str) -> SpecT:
+    """Read a spec file holding a ``kind`` (built, hence validated, from ``node_types``); never unpickles.
+
+    Raises:
+        NetSpecError: naming ``path``, for a file that is empty, truncated, not an npz, has a damaged header, is of
+            another format version, holds another kind of spec, or describes an invalid spec.
+    """
+    name = kind.__name__
+    advice = f"the file is damaged or was not written by lavaflow; {remedy}"
+    try:
+        with np.load(Path(path), allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+        header = json.loads(arrays.pop("__header__").tobytes().decode())
+        if not isinstance(header, dict):
+            raise NetSpecError(f"{path}: the header is a JSON {type(header).__name__}, not a {name} record; {advice}")
+        version = header.get("format_version")
+        if version != FORMAT_VERSION:
+            raise NetSpecError(f"{path}: {name} format {version!r} is not {FORMAT_VERSION}; {advice}")
+        held = header.get("__type__")
+        if held != name:
+            hint = f"; read it with {held}.load" if held in SPEC_KINDS else f"; {advice}"
+            raise NetSpecError(f"{path} holds a {held!r} record, not a {name}{hint}")
+        spec = _from_dict(header, arrays, node_types)
+    except NetSpecError as error:  # a header that decodes but describes an inconsistent network
+        message = str(error) if str(path) in str(error) else f"{path}: {error}; {advice}"
+        raise NetSpecError(message) from None
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, TypeError, AttributeError,
+            IndexError, OverflowError, RecursionError) as error:  # truncated, empty or not an npz; a damaged header
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise NetSpecError(f"{path} is not a readable {name} file ({reason}); {advice}") from None
+    if not isinstance(spec, kind):
+        raise NetSpecError(f"{path} does not hold a {name}; {advice}")
+    return spec
+
+
+def _to_dict(obj: object, arrays: dict[str, np.ndarray], prefix: str, node_types: dict[str, type]) -> object:
+    """The JSON form of ``obj``; its arrays go into ``arrays`` under their path (``populations.h.bias``)."""
+    if node_types.get(type(obj).__name__) is type(obj):  # exactly a node class: a subclass could not be rebuilt
         out: dict[str, object] = {"__type__": type(obj).__name__}
         for f in fields(obj):  # type: ignore[arg-type]
-            out[f.name] = _to_dict(getattr(obj, f.name), arrays, f"{prefix}{f.name}.")
-        if isinstance(obj, NetSpec):
-            out["format_version"] = FORMAT_VERSION
+            out[f.name] = _to_dict(getattr(obj, f.name), arrays, f"{prefix}{f.name}.", node_types)
         return out
     if isinstance(obj, np.ndarray):
         key = prefix.rstrip(".")
+        if obj.dtype.hasobject:  # would need pickle to read back
+            raise NetSpecError(f"cannot serialise {key}: an object array ({obj.dtype}) needs pickle")
+        if key in arrays:  # names with dots can spell another array's path
+            raise NetSpecError(f"cannot serialise {key}: two arrays share that path; rename the node")
         arrays[key] = obj
         return {"__array__": key}
     if isinstance(obj, dict):
-        return {"__dict__": [[k, _to_dict(v, arrays, f"{prefix}{k}.")] for k, v in obj.items()]}
+        return {"__dict__": [[k, _to_dict(v, arrays, f"{prefix}{k}.", node_types)] for k, v in obj.items()]}
     if isinstance(obj, (tuple, list)):
-        return {"__tuple__": [_to_dict(v, arrays, f"{prefix}{i}.") for i, v in enumerate(obj)]}
+        return {"__tuple__": [_to_dict(v, arrays, f"{prefix}{i}.", node_types) for i, v in enumerate(obj)]}
     if isinstance(obj, (int, float, str)) or obj is None:
         return obj
     raise NetSpecError(f"cannot serialise {type(obj).__name__} at {prefix.rstrip('.')}")
 
 
-def _from_dict(data: object, arrays: dict[str, np.ndarray]) -> object:
+def _from_dict(data: object, arrays: dict[str, np.ndarray], node_types: dict[str, type]) -> object:
+    """Rebuild what ``_to_dict`` wrote; records are built through their constructors, so they are validated."""
     if isinstance(data, dict):
         if "__array__" in data:
             return arrays[data["__array__"]]
         if "__dict__" in data:
-            return {k: _from_dict(v, arrays) for k, v in data["__dict__"]}
+            return {k: _from_dict(v, arrays, node_types) for k, v in data["__dict__"]}
         if "__tuple__" in data:
-            return tuple(_from_dict(v, arrays) for v in data["__tuple__"])
+            return tuple(_from_dict(v, arrays, node_types) for v in data["__tuple__"])
         kind = data.get("__type__")
-        if kind not in NODE_TYPES:
-            raise NetSpecError(f"unknown NetSpec node type {kind!r}; known: {sorted(NODE_TYPES)}")
-        cls = NODE_TYPES[kind]
-        kwargs = {f.name: _from_dict(data[f.name], arrays) for f in fields(cls) if f.name in data}
+        if kind not in node_types:
+            raise NetSpecError(f"unknown node type {kind!r}; known: {sorted(node_types)}")
+        cls = node_types[kind]
+        kwargs = {f.name: _from_dict(data[f.name], arrays, node_types) for f in fields(cls) if f.name in data}
         for key in ("shape", "input_shape", "stride", "padding"):
             if key in kwargs:
                 kwargs[key] = tuple(int(v) for v in kwargs[key])
-        if kind == "NetSpec":
+        if "connections" in kwargs:
             kwargs["connections"] = tuple(kwargs["connections"])
         return cls(**kwargs)
     return data
@@ -468,8 +415,8 @@ def assert_netspec_equal(a: NetSpec, b: NetSpec) -> None:
     """Raise AssertionError unless two NetSpecs hold the same structure and identical arrays (for tests)."""
     arrays_a: dict[str, np.ndarray] = {}
     arrays_b: dict[str, np.ndarray] = {}
-    header_a = _to_dict(a, arrays_a, "")
-    header_b = _to_dict(b, arrays_b, "")
+    header_a = _to_dict(a, arrays_a, "", NODE_TYPES)
+    header_b = _to_dict(b, arrays_b, "", NODE_TYPES)
     if header_a != header_b:
         raise AssertionError(f"NetSpec structures differ:\n{header_a}\n{header_b}")
     for key, value in arrays_a.items():

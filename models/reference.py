@@ -7,7 +7,8 @@ raw-numpy baseline of the Lava throughput benchmark, so the inner loop only call
 Each step t = 1..T follows the NetSpec time semantics (models.netspec) in Lava's order. For each population in
 NetSpec order: a_in = Σ_c W_c·x_c, summed over incoming connections in NetSpec order, where x_c is this step's input
 (delay 0) or the source's spikes ``delay_steps`` ago (a ring buffer per source; zero before the first step); then
-the neuron update of models.neurons (float: decay, add a_in, add bias, fire, reset) or of models.fixed (integers).
+the neuron update of the population's kind (models.kinds: float, decay, add a_in, add bias, fire, reset; or the
+integers of models.fixed).
 
 Both modes pass the same gate as the Lava export before anything runs: ``NetSpec.validate`` and
 ``Input.checked`` (float), models.fixed.input_payload (fixed point: spec, data and the 18-bit a_in bound), so every
@@ -28,20 +29,13 @@ import torch
 import torch.nn.functional as functional
 
 from lavaflow.models.errors import ConfigError
-from lavaflow.models.fixed import (
-    ACTIVATION_SHIFT,
-    CURRENT_WRAP,
-    DECAY_BITS,
-    DECAY_UNITY,
-    STATE_MAX,
-    THRESHOLD_SHIFT,
-    FixedNetSpec,
-    FixedPopulation,
-)
+from lavaflow.models.fixed import FixedNetSpec
 from lavaflow.models.fixed import check_fixed_spec as check_fixed_spec  # re-exported: its old home
 from lavaflow.models.fixed import input_payload as input_payload
-from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Readout, SoftResetNeurons
-from lavaflow.models.neurons import SoftResetParams, rate_normaliser
+from lavaflow.models.kinds import kind_named, kind_of
+from lavaflow.models.kinds.base import ReferenceModel
+from lavaflow.models.netspec import INPUT, Conv, NetSpec, Readout
+from lavaflow.models.neurons import rate_normaliser
 
 
 @dataclass(frozen=True)
@@ -142,135 +136,8 @@ def _synapse(weight: np.ndarray, conv: Conv | None, exponent: int | None) -> Syn
 
 
 # ------------------------------------------------------------------------------------------------ neurons
-class _FloatSoftReset:
-    """soft_reset_step of models.neurons in float64, in Lava's order: v ← λ·v + a_in + bias; s = [v ≥ θ]; v −= s·D.
-
-    The bias is added after a_in, as Lava adds ``bias_mant`` after the synaptic input, so the rounding matches
-    Lava's floating_pt model rather than soft_reset_step(a_in + bias, …); the two agree exactly when bias = 0.
-    Every step writes into preallocated arrays (masked ufuncs are avoided: they are slow on irregular masks).
-    """
-
-    def __init__(self, neurons: SoftResetNeurons, batch: int) -> None:
-        params = SoftResetParams(neurons.threshold, neurons.reset_potential, neurons.voltage_decay)
-        self.leak, self.threshold, self.subtraction = params.leak, params.threshold, params.subtraction
-        self.bias = neurons.bias.astype(np.float64)
-        self.state = {"v": np.zeros((batch, neurons.size))}
-        self.scratch = np.zeros((batch, neurons.size))
-
-    def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
-        voltage = self.state["v"]
-        if self.leak != 1.0:  # λ = 1 is exact either way; skip the multiply for IF neurons
-            np.multiply(voltage, self.leak, out=voltage)
-        voltage += a_in
-        voltage += self.bias
-        np.greater_equal(voltage, self.threshold, out=spikes)
-        np.multiply(spikes, self.subtraction, out=self.scratch)
-        voltage -= self.scratch
-
-
-class _FloatCuba:
-    """Lava's LIF floating_pt: u ← (1−du)·u + a_in; v ← (1−dv)·v + u + bias; s = [v > θ]; v ← v·(1 − s)."""
-
-    def __init__(self, neurons: CubaNeurons, batch: int) -> None:
-        self.current_keep, self.voltage_keep = 1.0 - neurons.current_decay, 1.0 - neurons.voltage_decay
-        self.threshold = neurons.threshold
-        self.bias = neurons.bias.astype(np.float64)
-        self.state = {"u": np.zeros((batch, neurons.size)), "v": np.zeros((batch, neurons.size))}
-        self.scratch = np.zeros((batch, neurons.size))
-
-    def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
-        current, voltage = self.state["u"], self.state["v"]
-        np.multiply(current, self.current_keep, out=current)
-        current += a_in
-        np.multiply(voltage, self.voltage_keep, out=voltage)
-        voltage += current
-        voltage += self.bias
-        np.greater(voltage, self.threshold, out=spikes)
-        np.subtract(1.0, spikes, out=self.scratch)
-        voltage *= self.scratch
-
-
-class _FixedNeurons:
-    """Shared integer machinery of both fixed-point kinds: a_in conversion, bias, decay, saturation."""
-
-    def __init__(self, population: FixedPopulation, batch: int, names: tuple[str, ...]) -> None:
-        shape = (batch, population.size)
-        self.bias = population.bias_mant.astype(np.int64) << population.bias_exp  # Lava: bias_mant << bias_exp
-        self.threshold = population.vth << THRESHOLD_SHIFT
-        self.voltage_keep = DECAY_UNITY - population.dv
-        self.state = {name: np.zeros(shape, dtype=np.int64) for name in names}
-        self.activation = np.zeros(shape, dtype=np.int64)
-        self.scratch = np.zeros(shape, dtype=np.int64)
-        self.fired = np.zeros(shape, dtype=bool)
-
-    def shifted_activation(self, a_in: np.ndarray) -> np.ndarray:
-        """a_in << 6 as int64; a_in holds exact integers in float64, range-checked by the caller."""
-        np.copyto(self.activation, a_in, casting="unsafe")
-        np.left_shift(self.activation, ACTIVATION_SHIFT, out=self.activation)
-        return self.activation
-
-    def decay(self, values: np.ndarray, keep: int) -> None:
-        """values ← sign·((|values|·keep) >> 12) in place: Lava's decay, rounding toward zero.
-
-        For p = values·keep < 0, −((−p) >> 12) = (p + 4095) >> 12, so adding (p >> 63) & 4095 (4095 exactly
-        where p < 0) before the arithmetic shift truncates toward zero without a sign array.
-        """
-        if keep == DECAY_UNITY:
-            return
-        np.multiply(values, keep, out=values)
-        np.right_shift(values, 63, out=self.scratch)
-        np.bitwise_and(self.scratch, DECAY_UNITY - 1, out=self.scratch)
-        values += self.scratch
-        np.right_shift(values, DECAY_BITS, out=values)
-
-
-class _FixedSoftReset(_FixedNeurons):
-    """v = saturate(decay(v, dv) + (a_in << 6) + bias); s = [v ≥ vth << 6]; v −= s·(subtraction << 6)."""
-
-    def __init__(self, population: FixedPopulation, batch: int) -> None:
-        super().__init__(population, batch, ("v",))
-        self.subtraction = population.subtraction << ACTIVATION_SHIFT
-
-    def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
-        voltage = self.state["v"]
-        self.decay(voltage, self.voltage_keep)
-        voltage += self.shifted_activation(a_in)
-        voltage += self.bias
-        np.clip(voltage, -STATE_MAX, STATE_MAX, out=voltage)
-        np.greater_equal(voltage, self.threshold, out=self.fired)
-        np.multiply(self.fired, self.subtraction, out=self.scratch)
-        voltage -= self.scratch  # v ≥ vth << 6 ≥ 0 where it fired, so this stays above −2^23
-        np.copyto(spikes, self.fired)
-
-
-class _FixedCuba(_FixedNeurons):
-    """Lava's PyLifModelBitAcc: u = wrap(decay(u, du + 1) + (a_in << 6)); v = saturate(decay(v, dv) + u + bias)."""
-
-    def __init__(self, population: FixedPopulation, batch: int) -> None:
-        super().__init__(population, batch, ("u", "v"))
-        self.current_keep = DECAY_UNITY - (population.du + 1)  # Lava's ds_offset = 1
-
-    def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
-        current, voltage = self.state["u"], self.state["v"]
-        self.decay(current, self.current_keep)
-        current += self.shifted_activation(a_in)
-        # Lava subtracts 2^24 above 2^23 and adds it at or below −2^23: the representative of u mod 2^24 in
-        # (−2^23, 2^23]. One conditional step suffices because |u| < 2^24 here (a_in is 18-bit, see models.fixed),
-        # so the modular form below is the same map.
-        current += STATE_MAX
-        np.bitwise_and(current, CURRENT_WRAP - 1, out=current)
-        current -= STATE_MAX
-        self.decay(voltage, self.voltage_keep)
-        voltage += current
-        voltage += self.bias
-        np.clip(voltage, -STATE_MAX, STATE_MAX, out=voltage)
-        np.less_equal(voltage, self.threshold, out=self.fired)  # fired holds "did not fire" here
-        voltage *= self.fired
-        np.logical_not(self.fired, out=self.fired)
-        np.copyto(spikes, self.fired)
-
-
-Neurons = _FloatSoftReset | _FloatCuba | _FixedSoftReset | _FixedCuba
+# Each kind's float and integer models live in its module (models.kinds); the loop looks them up by kind.
+Neurons = ReferenceModel
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -297,11 +164,7 @@ class _Network:
 def _float_network(spec: NetSpec, batch: int) -> _Network:
     populations = []
     for name, neurons in spec.populations.items():
-        kernel: Neurons
-        if isinstance(neurons, SoftResetNeurons):
-            kernel = _FloatSoftReset(neurons, batch)
-        else:
-            kernel = _FloatCuba(neurons, batch)
+        kernel = kind_of(neurons).float_model(neurons, batch)
         incoming = []
         for c in spec.incoming(name):
             conv = c.synapse if isinstance(c.synapse, Conv) else None
@@ -313,11 +176,7 @@ def _float_network(spec: NetSpec, batch: int) -> _Network:
 def _fixed_network(spec: FixedNetSpec, batch: int) -> _Network:
     populations = []
     for name, population in spec.populations.items():
-        kernel: Neurons
-        if population.kind == "soft_reset":
-            kernel = _FixedSoftReset(population, batch)
-        else:
-            kernel = _FixedCuba(population, batch)
+        kernel = kind_named(population.kind).fixed_model(population, batch)
         incoming = [
             _Incoming(c.source, c.delay_steps, _synapse(c.weight, c.conv, int(c.weight_exp)))
             for c in spec.connections

@@ -1,1 +1,2 @@
-"""How a network is *trained and moved*: data, trainers, the shared training loop, export to Lava, the CLI."""
+"""How a network is *trained and moved*: data/ (data sets, encoders, N-MNIST), one trainer per method beside the
+shared training loop and solvers, lava/ (the Lava session and runners), simulate, benchmarks/, the CLI."""

@@ -82,7 +82,7 @@ class TrainConfig:
         for name, (valid, bound) in floats.items():
             value = getattr(self, name)
             if not (math.isfinite(value) and valid):
-                raise ConfigError(f"config.{name} must be a finite number {bound}, got {value}")
+                raise ConfigError(f"config.{name} must be finite and {bound}, got {value}")
         if any(milestone < 0 for milestone in self.milestones) or self.warmup_iterations < 0:
             raise ConfigError(f"config.milestones and config.warmup_iterations must not be negative, got "
                               f"{list(self.milestones)} and {self.warmup_iterations}")

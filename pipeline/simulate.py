@@ -46,8 +46,7 @@ from lavaflow.models.netspec import NetSpec, check_integer
 from lavaflow.models.reference import SimulationResult, simulate
 from lavaflow.pipeline.choices import DEFAULT_BACKENDS, SIMULATE_BACKENDS
 from lavaflow.pipeline.config import read_yaml
-from lavaflow.pipeline.data import load_data
-from lavaflow.pipeline.encoders import encode
+from lavaflow.pipeline.data import encode, load_data
 from lavaflow.pipeline.rundir import RunDir
 from lavaflow.pipeline.spike_plots import plot_firing_rates, plot_raster
 from lavaflow.pipeline.training import EVALUATION_STREAM, epoch_generator
@@ -133,7 +132,7 @@ def reference(spec: NetSpec | FixedNetSpec, inputs: np.ndarray, batch_size: int 
 def _lava(spec: NetSpec | FixedNetSpec, inputs: np.ndarray, backend: str, fused: bool
           ) -> tuple[np.ndarray, np.ndarray, float]:
     """(readout-source counts, predictions, seconds) of a Lava run, in chunks so that progress can be shown."""
-    from lavaflow.pipeline.export import run_lava
+    from lavaflow.pipeline.lava.run import run_lava
 
     chunk = LAVA_CHUNK[fused]
     counts, predictions, seconds = [], [], 0.0
@@ -156,11 +155,11 @@ def _check_backends(spec: NetSpec, backends: Sequence[str]) -> None:
     lava = [b for b in backends if b != "torch"]
     if not lava:
         return
-    from lavaflow.pipeline.lava_compat import import_lava_runtime
+    from lavaflow.pipeline.lava.compat import import_lava_runtime
 
     import_lava_runtime()
+    from lavaflow.deploy.lowering import check_lava_export
     from lavaflow.deploy.run_config import HARDWARE, run_config
-    from lavaflow.pipeline.export import check_lava_export
 
     if HARDWARE in lava:
         run_config(HARDWARE)  # raises without lava-loihi

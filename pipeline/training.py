@@ -31,8 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from lavaflow.models.errors import ConfigError, LavaflowError
 from lavaflow.models.netspec import NetSpec
 from lavaflow.pipeline.config import TrainConfig, config_to_yaml, read_yaml
-from lavaflow.pipeline.data import DataInfo, load_data
-from lavaflow.pipeline.encoders import Encoding, encode
+from lavaflow.pipeline.data import DataInfo, Encoding, encode, load_data
 from lavaflow.pipeline.methods import Method
 from lavaflow.pipeline.plots import plot_training
 from lavaflow.pipeline.rundir import RunDir

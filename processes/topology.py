@@ -1,9 +1,11 @@
-"""Plain parameter records of a SpikingNetwork: populations and Dense projections in Lava's units.
+"""Plain parameter records of a SpikingNetwork: populations and Dense or Conv projections in Lava's units.
 
-They are what the exporter (lavaflow.pipeline.export) makes of a NetSpec: processes/ depends on Lava only, so it
-never sees a NetSpec. Values are floats for floating_pt and Lava's integers for fixed_pt; convolutions arrive
-unrolled into dense matrices. (They live outside the process folders on purpose: Lava re-executes every module
-beside a process under a bare module name while it looks for models, and dataclasses cannot be defined there.)
+They are what the lowering (lavaflow.deploy.lowering) makes of a NetSpec: processes/ depends on Lava only, so it
+never sees a NetSpec. Values are floats for floating_pt and Lava's integers for fixed_pt. A convolution arrives as
+its kernel plus a Convolution geometry (both models compute it natively, never as an unrolled matrix) or, as
+before, unrolled into a dense matrix. (They live outside the process folders on purpose: Lava re-executes every
+module beside a process under a bare module name while it looks for models, and dataclasses cannot be defined
+there.)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-INPUT = -1  # Projection.source of a connection from the network input
+INPUT_SOURCE = -1  # Projection.source of a connection from the network input
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,21 +44,53 @@ class CubaPopulation:
 Population = SoftResetPopulation | CubaPopulation
 
 
-@dataclass(frozen=True, eq=False)
-class Projection:
-    """A Dense connection: a_out = weights @ s_in (<< weight_exp in fixed_pt), delivered one Lava step later.
+@dataclass(frozen=True)
+class Convolution:
+    """The geometry of a convolutional Projection, whose ``weights`` are then the kernel (C_out, C_in/groups, kH, kW).
 
-    ``num_message_bits`` 0 treats the payload as binary spikes (Lava's Dense casts it to bool, so −1 counts as +1),
-    8 as graded values (intensities, event counts). fixed_pt weights are even integers in [−256, 254]: the Loihi
-    graph's Dense (mixed sign mode, 8 bits) drops the LSB, the fused model does not, so only even weights give both
-    models the same numbers (lavaflow.models.fixed.check_fixed_spec enforces it for a FixedNetSpec).
+    torch's conv2d (a cross-correlation, zero padding on both sides) between populations flattened in C·H·W order,
+    as the NetSpec and torch lay them out. Pairs are (height, width), as in torch; ``groups`` splits the channels
+    into independent blocks (C_in and C_out both divisible by it).
     """
 
-    source: int  # population index, or INPUT
+    input_shape: tuple[int, int, int]  # (C_in, H, W) of the source, C_in·H·W = its size
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def output_shape(self, kernel_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """(C_out, H', W') of this convolution with a kernel of ``kernel_shape`` (torch's formula, floor)."""
+        _, height, width = (int(n) for n in self.input_shape)
+        c_out, _, k_h, k_w = (int(n) for n in kernel_shape)
+        spans = (self.dilation[0] * (k_h - 1) + 1, self.dilation[1] * (k_w - 1) + 1)
+        out_h = (height + 2 * self.padding[0] - spans[0]) // self.stride[0] + 1
+        out_w = (width + 2 * self.padding[1] - spans[1]) // self.stride[1] + 1
+        return c_out, int(out_h), int(out_w)
+
+
+@dataclass(frozen=True, eq=False)
+class Projection:
+    """A Dense or Conv connection: a_out = W · s_in (<< weight_exp in fixed_pt), delivered one Lava step later.
+
+    W is ``weights`` (n_target, n_source) when ``conv`` is None, else the convolution of the kernel ``weights``
+    (C_out, C_in/groups, kH, kW) with geometry ``conv``: the same numbers as the unrolled matrix, without building
+    it (the fused model computes it natively, the Loihi graph uses Lava's Conv).
+
+    ``num_message_bits`` 0 treats the payload as binary spikes (Lava's Dense and Conv cast it to bool, so −1 counts
+    as +1), 8 as graded values (intensities, event counts). fixed_pt weights are even integers in [−256, 254]: the
+    Loihi graph's Dense (mixed sign mode, 8 bits) drops the LSB, the fused model and Lava's Conv do not, so only even
+    weights give all of them the same numbers (lavaflow.models.fixed.check_fixed_spec enforces it for a
+    FixedNetSpec). A fixed_pt kernel must also keep Σ|w|·|x| below 2^23, which Lava's Conv wraps (the Loihi graph
+    refuses a kernel that could reach it; lavaflow.processes.network.models).
+    """
+
+    source: int  # population index, or INPUT_SOURCE
     target: int  # population index
-    weights: np.ndarray  # (n_target, n_source)
+    weights: np.ndarray  # (n_target, n_source), or the kernel (C_out, C_in/groups, kH, kW) when conv is given
     weight_exp: int = 0
     num_message_bits: int = 0
+    conv: Convolution | None = None  # None: a dense matrix
 
 
 def check_topology(
@@ -77,14 +111,51 @@ def check_topology(
     for index, projection in enumerate(projections):
         if not 0 <= projection.target < len(populations):
             raise ValueError(f"projection {index}: unknown target {projection.target}")
-        if projection.source == INPUT:
+        if projection.source == INPUT_SOURCE:
             n_source = input_size
         elif 0 <= projection.source < len(populations):
             n_source = populations[projection.source].size
         else:
             raise ValueError(f"projection {index}: unknown source {projection.source}")
         expected = (populations[projection.target].size, n_source)
-        if np.shape(projection.weights) != expected:
+        if projection.conv is not None:
+            _check_convolution(f"projection {index}", projection, expected)
+        elif np.shape(projection.weights) != expected:
             raise ValueError(f"projection {index}: weights {np.shape(projection.weights)} are not {expected}")
         if projection.num_message_bits not in (0, 8):
             raise ValueError(f"projection {index}: num_message_bits must be 0 (spikes) or 8 (graded)")
+
+
+def _is_count(value: object, low: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+
+
+def _check_convolution(label: str, projection: Projection, expected: tuple[int, int]) -> None:
+    """Raise ValueError unless the kernel and geometry map the source's (C, H, W) onto the target's size."""
+    conv, kernel_shape = projection.conv, np.shape(projection.weights)
+    if not isinstance(conv, Convolution):
+        raise ValueError(f"{label}: conv must be a Convolution, got {type(conv).__name__}")
+    pairs = {"stride": (conv.stride, 1), "padding": (conv.padding, 0), "dilation": (conv.dilation, 1)}
+    for name, (pair, low) in pairs.items():
+        if len(tuple(pair)) != 2 or not all(_is_count(value, low) for value in pair):
+            raise ValueError(f"{label}: conv {name} must be two integers ≥ {low} (height, width), got {pair!r}")
+    if len(tuple(conv.input_shape)) != 3 or not all(_is_count(n, 1) for n in conv.input_shape):
+        raise ValueError(f"{label}: conv input_shape must be (C, H, W) of positive integers, got {conv.input_shape!r}")
+    if not _is_count(conv.groups, 1):
+        raise ValueError(f"{label}: conv groups must be a positive integer, got {conv.groups!r}")
+    c_in = int(conv.input_shape[0])
+    if len(kernel_shape) != 4 or min(kernel_shape) < 1:
+        raise ValueError(f"{label}: a conv kernel is (C_out, C_in/groups, kH, kW), got shape {kernel_shape}")
+    if c_in % conv.groups or kernel_shape[0] % conv.groups or kernel_shape[1] * conv.groups != c_in:
+        raise ValueError(
+            f"{label}: kernel {kernel_shape} with groups={conv.groups} does not fit {c_in} input channels "
+            f"(C_in and C_out must be divisible by groups, kernel.shape[1] = C_in/groups)"
+        )
+    if int(np.prod(conv.input_shape)) != expected[1]:
+        raise ValueError(f"{label}: conv input_shape {tuple(conv.input_shape)} does not hold the {expected[1]} sources")
+    output_shape = conv.output_shape(kernel_shape)
+    if min(output_shape) < 1 or int(np.prod(output_shape)) != expected[0]:
+        raise ValueError(
+            f"{label}: kernel {kernel_shape} on {tuple(conv.input_shape)} gives output {output_shape}, "
+            f"not the {expected[0]} target neurons"
+        )

@@ -39,7 +39,7 @@ from lavaflow.models.netspec import (
     check_real,
 )
 from lavaflow.models.reference import simulate
-from lavaflow.pipeline.export import build_lava_graph, run_lava, run_netx
+from lavaflow.pipeline.lava.run import build_lava_graph, run_lava, run_netx
 
 Run = Callable[[NetSpec | FixedNetSpec, np.ndarray], object]
 
@@ -128,10 +128,17 @@ def test_activation_bounds_floor_negative_exponents_and_cover_every_connection()
 
 # ------------------------------------------------------------------------------------- weight exponents
 @pytest.mark.parametrize("exponent", [9, 8, -9])
-@pytest.mark.parametrize("run", FIXED_BACKENDS)
-def test_weight_exponents_outside_loihis_range_are_refused(run: Run, exponent: int) -> None:
-    fixed = _one_layer_fixed(np.full((1, 2), 2), exponent)
+def test_weight_exponents_outside_loihis_range_are_refused_when_built(exponent: int) -> None:
     with pytest.raises(NetSpecError, match=r"weight_exp.*\[-8, 7\]"):
+        _one_layer_fixed(np.full((1, 2), 2), exponent)
+
+
+@pytest.mark.parametrize("run", FIXED_BACKENDS)
+def test_weights_edited_out_of_range_after_building_are_refused_by_every_backend(run: Run) -> None:
+    """Validation at construction cannot see arrays changed in place later; every backend checks again."""
+    fixed = _one_layer_fixed(np.full((1, 2), 2), 0)
+    fixed.connections[0].weight[0, 0] = 300
+    with pytest.raises(NetSpecError, match="range"):
         run(fixed, np.ones((2, 2, 2)))
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from lavaflow.models.errors import DataError
-from lavaflow.pipeline import data
-from lavaflow.pipeline.data import (
+from lavaflow.pipeline.data import datasets as data
+from lavaflow.pipeline.data.datasets import (
     DATA_SETS,
     AudioToSpikes,
     Kind,

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lavaflow.pipeline.encoders import Encoding, RateEncoder, encode
+from lavaflow.pipeline.data.encoders import Encoding, RateEncoder, encode
 
 
 @given(time_steps=st.integers(1, 16), shape=st.lists(st.integers(1, 4), min_size=1, max_size=4))

@@ -15,7 +15,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from lavaflow.models import netspec
 from lavaflow.models.errors import ConfigError
 from lavaflow.models.neurons import heaviside, weighted_rate
-from lavaflow.pipeline.benchmarks_ide import _peak_memory_bytes, _saved_tensor_bytes, bptt_logits
+from lavaflow.pipeline.benchmarks.ide_memory import _peak_memory_bytes, _saved_tensor_bytes, bptt_logits
 from lavaflow.pipeline.config import resolve_config
 from lavaflow.pipeline.ide import IDEConfig, IDENetwork, build, to_netspec
 from lavaflow.pipeline.solvers import fixed_point

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as functional
 
+from lavaflow.deploy.lowering import conv_matrix
 from lavaflow.deploy.quantize import quantize
 from lavaflow.deploy.run_config import run_config
 from lavaflow.models.errors import BackendError, DataError, NetSpecError
@@ -31,9 +32,9 @@ from lavaflow.models.netspec import (
     SoftResetNeurons,
 )
 from lavaflow.models.reference import input_payload, simulate
-from lavaflow.pipeline.benchmarks_lava import bench_lava_throughput, format_table
-from lavaflow.pipeline.export import build_lava_graph, conv_matrix, run_lava, run_netx
-from lavaflow.pipeline.lava_session import LavaRunError, run_and_read
+from lavaflow.pipeline.benchmarks.lava_throughput import bench_lava_throughput, format_table
+from lavaflow.pipeline.lava.run import build_lava_graph, run_lava, run_netx
+from lavaflow.pipeline.lava.session import LavaRunError, run_and_read
 from lavaflow.processes import dynamics
 
 LAVA_TIMEOUT = pytest.mark.timeout(600)  # catches hangs only: a run takes seconds, ~5× that on a loaded machine

@@ -11,14 +11,14 @@ from lava.proc.dense.process import Dense
 from lava.proc.lif.process import LIF
 
 from lavaflow.deploy.run_config import run_config
-from lavaflow.pipeline.lava_session import run_and_read
+from lavaflow.pipeline.lava.session import run_and_read
 from lavaflow.processes import dynamics
 from lavaflow.processes.cuba.process import CubaLIF
 from lavaflow.processes.network.process import SpikingNetwork
 from lavaflow.processes.sink.process import SpikeCounter
 from lavaflow.processes.soft_reset.process import SoftResetLIF
 from lavaflow.processes.source.process import PayloadSource
-from lavaflow.processes.topology import INPUT, CubaPopulation, Projection, SoftResetPopulation
+from lavaflow.processes.topology import INPUT_SOURCE, CubaPopulation, Projection, SoftResetPopulation
 from lavaflow.processes.window import window_position
 
 BACKENDS = {"floating_pt": "lava-float", "fixed_pt": "lava-fixed"}
@@ -45,7 +45,8 @@ def test_every_process_compiles_under_both_tags(tag: str, sub_models: bool) -> N
     fixed = tag == "fixed_pt"
     values = np.zeros(3, dtype=np.int64 if fixed else np.float64)
     populations = [SoftResetPopulation(3, 4, 0, 0, values), CubaPopulation(2, 4, 4095 if fixed else 1.0, 0, values[:2])]
-    projections = [Projection(INPUT, 0, np.ones((3, 4), dtype=values.dtype), 0, 8), Projection(0, 1, np.ones((2, 3)))]
+    projections = [Projection(INPUT_SOURCE, 0, np.ones((3, 4), dtype=values.dtype), 0, 8),
+                   Projection(0, 1, np.ones((2, 3)))]
     source = PayloadSource(payloads=np.zeros((2, 3, 4)), batch_size=1, window_steps=4)
     network = SpikingNetwork(
         input_size=4, populations=populations, projections=projections, output=1, batch_size=1, window_steps=4
@@ -220,7 +221,7 @@ def test_spiking_network_rejects_a_matrix_that_does_not_fit() -> None:
         SpikingNetwork(
             input_size=4,
             populations=populations,
-            projections=[Projection(INPUT, 0, np.ones((3, 5)))],
+            projections=[Projection(INPUT_SOURCE, 0, np.ones((3, 5)))],
             output=0,
             batch_size=1,
             window_steps=3,

@@ -1,4 +1,4 @@
-"""The Lava run guarantees of pipeline/lava_session.py: a failed run always raises LavaRunError and leaves no OS
+"""The Lava run guarantees of pipeline/lava/session.py: a failed run always raises LavaRunError and leaves no OS
 process (nor the shared-memory manager) behind, and a caller killed with SIGKILL takes its Lava processes along."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import pytest
 
 from lavaflow.deploy.quantize import quantize
 from lavaflow.models.netspec import Connection, Dense, Input, NetSpec, Readout, SoftResetNeurons
-from lavaflow.pipeline.export import run_lava
-from lavaflow.pipeline.lava_session import LavaRunError
+from lavaflow.pipeline.lava.run import run_lava
+from lavaflow.pipeline.lava.session import LavaRunError
 from lavaflow.processes.sink import models as sink_models
 
 GENEROUS_SECONDS = 120.0  # catches a hang; never a measure of speed
@@ -123,7 +123,7 @@ from pathlib import Path
 import numpy as np
 
 from lavaflow.models.netspec import Connection, Dense, Input, NetSpec, Readout, SoftResetNeurons
-from lavaflow.pipeline.export import run_lava
+from lavaflow.pipeline.lava.run import run_lava
 from lavaflow.processes.sink import models
 
 marker = Path(sys.argv[1])

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from scipy.ndimage import shift as ndimage_shift
 
 from lavaflow.models.errors import DataError
-from lavaflow.pipeline import nmnist_synth as ns
-from lavaflow.pipeline.data import load_data, stratified_first, synth_source_arrays
+from lavaflow.pipeline.data import load_data
+from lavaflow.pipeline.data import nmnist_synth as ns
+from lavaflow.pipeline.data.datasets import stratified_first, synth_source_arrays
 
 
 def find_shared(relative: str) -> Path | None:

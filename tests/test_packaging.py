@@ -62,6 +62,12 @@ def test_dependencies_point_one_way_without_cycles() -> None:
     # the parse sees real imports (else every check below would pass on an empty graph)
     assert "lavaflow.models.feedback" in graph["lavaflow.pipeline.ide"]
     assert "lavaflow.models.netspec" in graph["lavaflow.deploy.quantize"]
+    assert "lavaflow.deploy.lowering" in graph["lavaflow.pipeline.lava.run"]  # sub-packages are in the graph too
+    lowering, seen = ["lavaflow.deploy.lowering"], set()
+    while lowering:  # the lowering is pure: not even indirectly the reference simulator
+        seen.add(module := lowering.pop())
+        lowering.extend(graph[module] - seen)
+    assert "lavaflow.models.reference" not in seen and "lavaflow.processes.topology" in seen
     for name, targets in graph.items():
         folder = name.split(".")[1]
         for target in targets:

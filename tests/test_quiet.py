@@ -39,7 +39,7 @@ def test_only_the_known_lines_of_a_noisy_import_are_dropped(
 
 
 def test_the_memory_benchmark_prints_no_profiler_lines() -> None:
-    code = ("import torch; from lavaflow.pipeline.benchmarks_ide import _peak_memory_bytes; "
+    code = ("import torch; from lavaflow.pipeline.benchmarks.ide_memory import _peak_memory_bytes; "
             "x = torch.ones(8, 8, requires_grad=True); "
             "print(_peak_memory_bytes(lambda: (x @ x).sum().backward(), torch.device('cpu')) > 0)")
     env = {key: value for key, value in os.environ.items() if key != "KINETO_LOG_LEVEL"}  # as a user starts

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lavaflow.models.netspec import INPUT, Connection, Conv, Dense, Input, NetSpec, Readout, SoftResetNeurons
+from lavaflow.models.netspec import INPUT, Connection, Dense, Input, NetSpec, Readout, SoftResetNeurons
 from lavaflow.pipeline import simulate
 from lavaflow.pipeline.cli import EXIT_USER_ERROR, main
 from lavaflow.pipeline.rundir import RunDir
@@ -77,24 +77,19 @@ def test_plots_per_backend_and_the_quantization_report_are_files(run: Path) -> N
     assert "connection 0 (input → layer0).weight" in report and "input: payload" in report
 
 
-def _conv_spec(side: int) -> NetSpec:
-    """A conv network; side 64 unrolls to 32768 × 4096 weights, beyond what the Lava export takes."""
-    conv = Conv(np.full((8, 1, 3, 3), 0.1), (1, side, side), padding=(1, 1))
-    return NetSpec(
-        Input((1, side, side), "current"),
-        {"conv": SoftResetNeurons(np.zeros(conv.out_size), 1.0, shape=conv.output_shape)},
-        (Connection(INPUT, "conv", conv, delay_steps=0),),
-        Readout("conv", np.ones((10, conv.out_size)), np.zeros(10)),
-        time_steps=4,
-        metadata={"data": "digits"},
-    )
-
-
 def test_a_network_lava_cannot_take_fails_before_the_reference_simulation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_dir = RunDir.create(tmp_path / "big")
-    run_dir.save_netspec(_conv_spec(64))
+    run_dir = RunDir.create(tmp_path / "delayed")
+    two_layers = NetSpec(  # a 2-step delay: the Lava export takes exactly one step between populations
+        Input((4,), "current"),
+        {"h": SoftResetNeurons(np.zeros(3), 1.0), "p": SoftResetNeurons(np.zeros(2), 1.0)},
+        (Connection(INPUT, "h", Dense(np.full((3, 4), 0.3)), delay_steps=0),
+         Connection("h", "p", Dense(np.full((2, 3), 0.5)), delay_steps=2)),
+        Readout("p", np.eye(2), np.zeros(2)),
+        time_steps=4,
+    )
+    run_dir.save_netspec(two_layers)
 
     def slow_part(*args: object, **kwargs: object) -> None:
         raise AssertionError("the reference simulation started before the export check")
@@ -103,7 +98,7 @@ def test_a_network_lava_cannot_take_fails_before_the_reference_simulation(
     monkeypatch.setattr(simulate, "load_data", slow_part)
     assert main(["simulate", str(run_dir.path), "--backend", "lava-fixed"]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
-    assert "unrolls to 32768 × 4096" in err and "--backend torch" in err and "Traceback" not in err
+    assert "delay of 2 steps" in err and "--backend torch" in err and "Traceback" not in err
 
 
 class _Terminal(io.StringIO):
@@ -132,17 +127,17 @@ def test_many_samples_show_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatc
 
 def test_lava_runs_in_chunks_and_keeps_the_sample_order(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many samples run as several Lava runs (so progress can move); results come back in order."""
-    from lavaflow.pipeline import export
+    from lavaflow.pipeline.lava import run as lava_run
 
     calls: list[int] = []
 
-    def fake_run_lava(spec: NetSpec, inputs: np.ndarray, **kwargs: object) -> export.LavaResult:
+    def fake_run_lava(spec: NetSpec, inputs: np.ndarray, **kwargs: object) -> lava_run.LavaResult:
         calls.append(inputs.shape[1])
         first = inputs[0, :, 0]
-        return export.LavaResult({"p": np.stack([first] * 3, axis=1)}, np.zeros((len(first), 3)),
+        return lava_run.LavaResult({"p": np.stack([first] * 3, axis=1)}, np.zeros((len(first), 3)),
                                  np.zeros((len(first), 3)), first.astype(np.int64), seconds=1.0, run_seconds=0.5)
 
-    monkeypatch.setattr(export, "run_lava", fake_run_lava)
+    monkeypatch.setattr(lava_run, "run_lava", fake_run_lava)
     monkeypatch.setitem(simulate.LAVA_CHUNK, True, 10)
     inputs = np.broadcast_to(np.arange(25.0)[None, :, None], (4, 25, 4))
     counts, predictions, seconds = simulate._lava(_tiny_spec(), inputs, "lava-float", fused=True)
@@ -163,13 +158,13 @@ def test_simulate_help_teaches_defaults_keys_and_files(capsys: pytest.CaptureFix
 def test_without_backend_choice_a_network_lava_cannot_take_runs_on_torch_alone(
     run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from lavaflow.deploy import lowering
     from lavaflow.models.errors import NetSpecError
-    from lavaflow.pipeline import export
 
     def too_big(spec: NetSpec) -> None:
         raise NetSpecError("conv (64, 64, 5, 5) on (64, 14, 14) unrolls to 12544 × 12544 weights")
 
-    monkeypatch.setattr(export, "check_lava_export", too_big)
+    monkeypatch.setattr(lowering, "check_lava_export", too_big)
     assert main(["simulate", str(run), "--limit", "5"]) == 0
     captured = capsys.readouterr()
     assert "running torch only" in captured.err and "12544 × 12544" in captured.err
@@ -183,8 +178,7 @@ def test_the_samples_are_encoded_exactly_as_trainings_evaluation_encodes_them(tm
     from torch.utils.data import DataLoader
 
     from lavaflow.pipeline import training
-    from lavaflow.pipeline.data import load_data
-    from lavaflow.pipeline.encoders import Encoding
+    from lavaflow.pipeline.data import Encoding, load_data
 
     seed, time_steps, batch_size, limit = 5, 4, 16, 40
     spec = NetSpec(

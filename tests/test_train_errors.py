@@ -57,8 +57,8 @@ def test_bad_config_values_name_their_key(
 @pytest.mark.parametrize(("flags", "words"), [
     (["--limit", "0"], "config.limit (--limit) must be at least 1"),
     (["--limit", "-3"], "config.limit (--limit) must be at least 1"),
-    (["--lr", "nan"], "config.learning_rate must be a finite number"),
-    (["--lr", "-1"], "config.learning_rate must be a finite number positive"),
+    (["--lr", "nan"], "config.learning_rate must be finite and positive"),
+    (["--lr", "-1"], "config.learning_rate must be finite and positive"),
     (["--threads", "-1"], "config.threads (--threads)"),
     (["--device", "cuda:99"], "--device"),
     (["--device", "tpu"], "config.device"),

@@ -1,4 +1,5 @@
-"""SpikingNetwork models: the fused, batched leaf models and the sub-process graph that targets Loihi."""
+"""SpikingNetwork models: the fused, batched leaf models and the sub-process graph that targets Loihi; the
+ExponentShift adaptor's models."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.model.sub.model import AbstractSubProcessModel
+from lava.magma.core.process.ports.ports import AbstractPort, InPort
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.conv.process import Conv
 from lava.proc.dense.process import Dense
 from lava.utils.weightutils import SignMode
 
@@ -22,10 +25,14 @@ from lavaflow.processes.dynamics import (
     SoftResetFloat,
     effective_bias,
 )
-from lavaflow.processes.network.process import SpikingNetwork
+from lavaflow.processes.network.process import ExponentShift, SpikingNetwork
 from lavaflow.processes.soft_reset.process import SoftResetLIF
-from lavaflow.processes.topology import INPUT, CubaPopulation, Population, Projection, SoftResetPopulation
+from lavaflow.processes.synapses import LinearMap, lava_conv_arguments, linear_map, shift
+from lavaflow.processes.topology import INPUT_SOURCE, CubaPopulation, Population, Projection, SoftResetPopulation
 from lavaflow.processes.window import FIRST_WINDOW_STEP, window_position
+
+# Lava's fixed-point Conv wraps Σ w·x into [−2^23, 2^23) (lava.proc.conv.utils.signed_clamp, bits=24).
+CONV_ACCUMULATOR_LIMIT = 1 << 23
 
 
 class AbstractPyNetworkModel(PyLoihiProcessModel):
@@ -34,7 +41,8 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
     Each Lava step: receive the input x; at window step 1 zero every state and send no spikes (the graph's
     neurons discard the residue there); otherwise each population receives Σ_c W_c · (what its source sent at
     the previous Lava step): the buffered input x and the populations' spikes of the previous step, which is
-    Dense's one-step delay. Then each population integrates, fires and resets (lavaflow.processes.dynamics).
+    Dense's (and Conv's) one-step delay. W_c is a dense matrix or a convolution computed natively
+    (lavaflow.processes.synapses). Then each population integrates, fires and resets (lavaflow.processes.dynamics).
     Subclasses supply the precision: the synapse arithmetic, the neuron arithmetic and the payload types.
     """
 
@@ -56,11 +64,10 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
             {name: np.zeros(shape, dtype=self.state_dtype) for name in arithmetic.state_names}
             for arithmetic, shape in zip(self.arithmetic, shapes, strict=True)
         ]
-        # Per target population, in projection order (the order in which Lava's InPort sums its Dense outputs),
-        # each with its weights transposed once: (B, n_source) @ (n_source, n_target).
-        self.incoming = [
-            [(p, np.ascontiguousarray(np.asarray(p.weights, dtype=np.float64).T)) for p in projections if p.target == i]
-            for i in range(len(populations))
+        # Per target population, in projection order (the order in which Lava's InPort sums its synapses' outputs),
+        # each with its linear map prepared once: (B, n_source) → (B, n_target).
+        self.incoming: list[list[tuple[Projection, LinearMap]]] = [
+            [(p, linear_map(p)) for p in projections if p.target == i] for i in range(len(populations))
         ]
         self.previous_input = np.zeros((self.batch_size, self.input_size))
         self.previous_spikes = [np.zeros(shape) for shape in shapes]  # float64 0/1, ready for the matmuls
@@ -68,8 +75,8 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
         raise NotImplementedError("neuron_arithmetic() is supplied by a concrete network model")
 
-    def synaptic_input(self, projection: Projection, weights_t: np.ndarray, source: np.ndarray) -> np.ndarray:
-        """One projection's contribution to a_in, (B, n_target), from its source's previous payload (B, n_source)."""
+    def synaptic_input(self, projection: Projection, accumulated: np.ndarray) -> np.ndarray:
+        """One projection's contribution to a_in, (B, n_target), from its summed W·s (float64, before weight_exp)."""
         raise NotImplementedError("synaptic_input() is supplied by a concrete network model")
 
     def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
@@ -77,10 +84,10 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
         return spikes.astype(self.spike_dtype)
 
     def _source(self, projection: Projection) -> np.ndarray:
-        """What the projection's Dense received at the previous step, as float64 (B, n_source)."""
-        if projection.source != INPUT:
+        """What the projection's synapse received at the previous step, as float64 (B, n_source)."""
+        if projection.source != INPUT_SOURCE:
             return self.previous_spikes[projection.source]  # already 0.0 / 1.0
-        if projection.num_message_bits == 0:  # Lava's Dense casts binary payloads to bool (−1 counts as +1)
+        if projection.num_message_bits == 0:  # Lava's Dense and Conv cast binary payloads to bool (−1 counts as +1)
             return (self.previous_input != 0).astype(np.float64)
         return self.previous_input
 
@@ -98,8 +105,8 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
         a_in = []
         for incoming, size in zip(self.incoming, self.sizes, strict=True):
             total = None  # the first projection's array, then the others added in order (0 + a would be a too)
-            for projection, weights_t in incoming:
-                contribution = self.synaptic_input(projection, weights_t, self._source(projection))
+            for projection, apply in incoming:
+                contribution = self.synaptic_input(projection, apply(self._source(projection)))
                 total = contribution if total is None else np.add(total, contribution, out=total)
             a_in.append(np.zeros((self.batch_size, size), dtype=self.state_dtype) if total is None else total)
         spikes = []
@@ -117,7 +124,7 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
 @requires(CPU)
 @tag("floating_pt")
 class PySpikingNetworkModelFloat(AbstractPyNetworkModel):
-    """The fused network in float64: a_in = Σ_c x_c @ W_cᵀ."""
+    """The fused network in float64: a_in = Σ_c W_c · x_c (weight_exp ignored, as by Lava's float Dense)."""
 
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
@@ -130,18 +137,19 @@ class PySpikingNetworkModelFloat(AbstractPyNetworkModel):
             )
         return CubaFloat(vth=float(population.vth), du=float(population.du), dv=float(population.dv), bias=bias)
 
-    def synaptic_input(self, projection: Projection, weights_t: np.ndarray, source: np.ndarray) -> np.ndarray:
-        return source @ weights_t
+    def synaptic_input(self, projection: Projection, accumulated: np.ndarray) -> np.ndarray:
+        return accumulated
 
 
 @implements(proc=SpikingNetwork, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("bit_accurate_loihi", "fixed_pt")
 class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
-    """The fused network in Lava's integers: a_in = Σ_c shift(x_c @ W_cᵀ, weight_exp_c), then the neuron dynamics.
+    """The fused network in Lava's integers: a_in = Σ_c shift(W_c · x_c, weight_exp_c), then the neuron dynamics.
 
-    The products are summed in float64 by BLAS, which is exact here (|W| ≤ 256, payloads ≤ 255, sums < 2^53) and
-    much faster than numpy's int64 matmul; each projection is shifted before the sum, as each Lava Dense shifts
+    The products are summed in float64 by BLAS, which is exact here (|W| ≤ 256, payloads ≤ 255, every partial sum
+    an integer < 2^53, so in any order: dense matmul and native convolution alike) and much faster than numpy's
+    int64 matmul; the sums are then int64, and each projection is shifted before the sum, as each Lava Dense shifts
     its own output before the neuron's InPort adds them. The shift is Lava's: << e, or arithmetic >> −e (floor).
     """
 
@@ -158,19 +166,43 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
             )
         return CubaFixed(vth=int(population.vth), du=int(population.du), dv=int(population.dv), bias=bias)
 
-    def synaptic_input(self, projection: Projection, weights_t: np.ndarray, source: np.ndarray) -> np.ndarray:
-        accumulated = np.rint(source @ weights_t).astype(np.int64)
-        exponent = int(projection.weight_exp)
-        return accumulated << exponent if exponent >= 0 else accumulated >> -exponent
+    def synaptic_input(self, projection: Projection, accumulated: np.ndarray) -> np.ndarray:
+        return shift(np.rint(accumulated).astype(np.int64), int(projection.weight_exp))
 
 
 @implements(proc=SpikingNetwork, protocol=LoihiProtocol)
 class SubSpikingNetworkModel(AbstractSubProcessModel):
-    """The Loihi graph: one Lava Dense per projection and one SoftResetLIF / CubaLIF per population.
+    """The Loihi graph: one Lava Dense or Conv per projection and one SoftResetLIF / CubaLIF per population.
 
     The children's models are picked by the run configuration's tag, so the same graph runs in floating_pt and
     fixed_pt. Fixed-point Dense gets ``sign_mode=MIXED`` and 8 weight bits explicitly: left to itself, Dense infers
     the sign mode from the values and clips −256 to −255 in a matrix without positive weights.
+
+    A conv projection becomes Lava's own Conv (lava.proc.conv), never an unrolled matrix. What Lava's Conv models
+    (lava-nc 0.10, PyConvModelFloat / PyConvModelFixed, read in lava/proc/conv/{models,utils}.py) do, and what
+    that takes here:
+
+    - Timing: like Dense, ``run_spk`` sends ``a_buf`` (computed from the previous step's input, Var init 0) before
+      it receives, so a Conv delays by exactly one step, as Dense does. No delay adaptor is needed.
+    - Layout: WHC ports (x = width first) and a (C_out, kW, kH, C_in/groups) kernel applied as a true convolution
+      (scipy's convolve2d flips it); our populations are C·H·W-flattened torch cross-correlations. Virtual ports
+      do the layout (reshape to (C, H, W), transpose to (W, H, C) on the way in, back and flattened on the way
+      out; Lava applies them in the receiving port, no extra process) and the kernel is flipped and transposed
+      once (lavaflow.processes.synapses.lava_conv_arguments).
+    - num_message_bits: as Dense: 0 casts the payload to bool (−1 arrives as +1), > 0 passes graded values.
+    - weight_exp: a Var that neither model ever reads (nor ``num_weight_bits``; there is no sign mode at all), so
+      Lava's simulated Conv always computes Σ w·x with exponent 0 and untruncated weights. Our fixed-point weights
+      are even integers in [−256, 254], which Dense (MIXED, 8 bits) keeps too, so both see the same kernel values;
+      the exponent is applied by our ExponentShift adaptor between Conv and the neurons (zero delay, one extra OS
+      process per conv projection with weight_exp ≠ 0), and Conv itself gets weight_exp = 0, so that nothing
+      would shift twice if a future Conv model honoured it.
+    - Fixed point range: the fixed model wraps its accumulator to 24 bits (``signed_clamp``: modulo, not
+      saturation) before any exponent, where Dense keeps the full int32 sum. Exact while |Σ w·x| < 2^23; a kernel
+      whose worst case could reach that (only possible with a negative weight_exp, after which a_in still fits 18
+      bits) is refused here with a ValueError rather than simulated differently from the fused model: Lava's Conv
+      cannot express such a projection in fixed point, lower it as a dense matrix instead.
+    - Speed: one scipy convolve2d per (output, input) channel pair per step (the torch path is disabled in Lava),
+      ~4,096 calls per step for a 64→64 layer. The Loihi graph is for parity, the fused model for throughput.
     """
 
     def __init__(self, proc: SpikingNetwork) -> None:
@@ -184,21 +216,86 @@ class SubSpikingNetworkModel(AbstractSubProcessModel):
             setattr(self, f"population_{index}", neuron)  # find_sub_procs scans attributes, not lists
             neurons.append(neuron)
         for index, projection in enumerate(params["projections"]):
-            dense = Dense(
-                weights=np.asarray(projection.weights),
-                num_message_bits=int(projection.num_message_bits),
-                weight_exp=int(projection.weight_exp),
-                num_weight_bits=8,
-                sign_mode=SignMode.MIXED,
-                name=f"{proc.name}_dense_{index}",
-            )
-            setattr(self, f"dense_{index}", dense)
-            if projection.source == INPUT:
-                proc.in_ports.s_in.connect(dense.s_in)
+            source = proc.in_ports.s_in if projection.source == INPUT_SOURCE else neurons[projection.source].s_out
+            target = neurons[projection.target].a_in
+            if projection.conv is None:
+                dense = Dense(
+                    weights=np.asarray(projection.weights),
+                    num_message_bits=int(projection.num_message_bits),
+                    weight_exp=int(projection.weight_exp),
+                    num_weight_bits=8,
+                    sign_mode=SignMode.MIXED,
+                    name=f"{proc.name}_dense_{index}",
+                )
+                setattr(self, f"dense_{index}", dense)
+                source.connect(dense.s_in)
+                dense.a_out.connect(target)
             else:
-                neurons[projection.source].s_out.connect(dense.s_in)
-            dense.a_out.connect(neurons[projection.target].a_in)
+                self._connect_conv(f"{proc.name}_conv_{index}", index, projection, source, target)
         neurons[int(params["output"])].s_out.connect(proc.out_ports.s_out)
+
+    def _connect_conv(
+        self, name: str, index: int, projection: Projection, source: AbstractPort, target: InPort
+    ) -> None:
+        """source (C·H·W flat) → (W, H, C) → Lava Conv → (C', H', W') flat → [ExponentShift] → target."""
+        conv = projection.conv
+        _check_conv_accumulator(name, projection)
+        arguments = lava_conv_arguments(projection.weights, conv)
+        lava_conv = Conv(
+            **arguments, weight_exp=0, num_weight_bits=8, num_message_bits=int(projection.num_message_bits), name=name
+        )
+        setattr(self, f"conv_{index}", lava_conv)
+        source.reshape(tuple(conv.input_shape)).transpose((2, 1, 0)).connect(lava_conv.s_in)
+        output = lava_conv.a_out.transpose((2, 1, 0)).flatten()
+        if int(projection.weight_exp) == 0:
+            output.connect(target)
+            return
+        adaptor = ExponentShift(shape=(output.size,), weight_exp=int(projection.weight_exp), name=f"{name}_exponent")
+        setattr(self, f"exponent_{index}", adaptor)
+        output.connect(adaptor.a_in)
+        adaptor.a_out.connect(target)
+
+
+def _check_conv_accumulator(name: str, projection: Projection) -> None:
+    """Refuse an integer kernel whose Σ w·x could leave the 24 bits Lava's fixed-point Conv wraps it to."""
+    kernel = np.asarray(projection.weights)
+    if not np.issubdtype(kernel.dtype, np.integer):
+        return  # float records run floating_pt, whose Conv does not wrap
+    payload = 1 if projection.num_message_bits == 0 else (1 << int(projection.num_message_bits)) - 1
+    reach = int(np.abs(kernel.astype(np.int64)).sum(axis=(1, 2, 3)).max()) * payload
+    if reach >= CONV_ACCUMULATOR_LIMIT:
+        raise ValueError(
+            f"{name}: Σ|w|·x of this kernel can reach {reach} before weight_exp {projection.weight_exp}, beyond the "
+            f"±2^23 Lava's fixed-point Conv wraps its accumulator to (lava.proc.conv.utils.signed_clamp), while the "
+            f"fused model and Dense keep it: Lava's Conv cannot express this projection; lower it as a dense matrix"
+        )
+
+
+@implements(proc=ExponentShift, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyExponentShiftModelFloat(PyLoihiProcessModel):
+    """Passes a_in through: floating_pt ignores weight_exp, as Lava's float Dense does."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+    def run_spk(self) -> None:
+        self.a_out.send(self.a_in.recv())
+
+
+@implements(proc=ExponentShift, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyExponentShiftModelFixed(PyLoihiProcessModel):
+    """a_in << weight_exp, or arithmetic >> −weight_exp (floor), as Lava's Dense shifts its accumulated W·s."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def run_spk(self) -> None:
+        shifted = shift(self.a_in.recv().astype(np.int64), int(self.proc_params["weight_exp"]))
+        self.a_out.send(shifted.astype(np.int32))
 
 
 def _neuron_process(population: Population, window_steps: int, name: str) -> SoftResetLIF | CubaLIF:

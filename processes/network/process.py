@@ -1,4 +1,5 @@
-"""SpikingNetwork: a whole network as one Lava process, described by the records of lavaflow.processes.topology."""
+"""SpikingNetwork: a whole network as one Lava process, described by the records of lavaflow.processes.topology;
+ExponentShift: the adaptor its Loihi graph puts behind Lava's Conv."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ from lavaflow.processes.window import check_window_steps
 
 
 class SpikingNetwork(AbstractProcess):
-    """Populations of SoftResetLIF / CubaLIF neurons joined by Dense projections, as one process.
+    """Populations of SoftResetLIF / CubaLIF neurons joined by Dense or Conv projections, as one process.
 
-    Two kinds of model implement it (ARCHITECTURE §4): a SubProcessModel that expands into standard Lava Dense
-    processes and our neuron processes, one per population (the graph that targets Loihi; picked by
+    Two kinds of model implement it (ARCHITECTURE §4): a SubProcessModel that expands into standard Lava Dense and
+    Conv processes and our neuron processes, one per population (the graph that targets Loihi; picked by
     ``Loihi2SimCfg(select_sub_proc_model=True)``), and fused leaf models (floating_pt, fixed_pt) that step the
     whole network in this one OS process with a batch axis of B independent samples (the CPU simulator's fast
-    path; ``select_sub_proc_model=False``). The fused models reproduce Dense's one-step delay and the
-    per-sample window of lavaflow.processes.window, so both give the same spikes.
+    path; ``select_sub_proc_model=False``), computing convolutions natively. The fused models reproduce the
+    synapses' one-step delay and the per-sample window of lavaflow.processes.window, so both give the same spikes.
 
     Ports carry B samples side by side, flattened: ``s_in`` B·n_input payload values, ``s_out`` the spikes of
     population ``output``, B·n_output values. The sub-process graph runs one sample at a time (B = 1).
@@ -27,7 +28,7 @@ class SpikingNetwork(AbstractProcess):
     Args:
         input_size: payload values per sample and step.
         populations: the populations, in update order.
-        projections: the connections; sources and targets index ``populations`` (or INPUT).
+        projections: the connections; sources and targets index ``populations`` (or INPUT_SOURCE).
         output: index of the population sent on ``s_out``.
         batch_size: B.
         window_steps: Lava steps per sample, T + 1.
@@ -65,3 +66,26 @@ class SpikingNetwork(AbstractProcess):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.s_in = InPort(shape=(batch_size * input_size,))
         self.s_out = OutPort(shape=(batch_size * populations[output].size,))
+
+
+class ExponentShift(AbstractProcess):
+    """Applies a weight exponent to a synaptic input on its way to the neurons, within the same step (no delay).
+
+    The Loihi graph needs it behind Lava's Conv, whose models (lava-nc 0.10) never read their ``weight_exp`` Var
+    (lavaflow.processes.network.models says what else they do): fixed_pt sends a_in << weight_exp, or a_in >>
+    −weight_exp (an arithmetic shift, flooring), exactly what Lava's Dense does to its accumulated W·s; floating_pt
+    passes a_in through, as Lava's float Dense and the fused float model ignore weight_exp too.
+
+    Args:
+        shape: (n,), the synaptic inputs of one target population.
+        weight_exp: the projection's exponent.
+        name: process name.
+        log_config: Lava's logging configuration.
+    """
+
+    def __init__(
+        self, *, shape: tuple[int], weight_exp: int, name: str | None = None, log_config: LogConfig | None = None
+    ) -> None:
+        super().__init__(shape=shape, weight_exp=weight_exp, name=name, log_config=log_config)
+        self.a_in = InPort(shape=shape)
+        self.a_out = OutPort(shape=shape)

@@ -272,7 +272,7 @@ def synthesize_nmnist(images: np.ndarray, labels: np.ndarray, root: Path, split:
             (staging / str(digit)).mkdir()
         counts = []
         with tqdm(total=len(images), desc=f"nmnist-synth {split}", unit="sample", file=sys.stderr,
-                  disable=not sys.stderr.isatty()) as progress:  # a log gets the one line data.py prints
+                  disable=not sys.stderr.isatty()) as progress:  # a log gets the one line datasets.py prints
             for start in range(0, len(images), batch_size):
                 stop = min(start + batch_size, len(images))
                 rngs = [np.random.default_rng([seed, split_id, int(i)]) for i in indices[start:stop]]

@@ -13,7 +13,7 @@ name                      kind    sample               source
 ``fsdd``                  audio   (T, 32)              Free Spoken Digit Dataset wavs → spikes
 ========================  ======  ===================  ==================================================
 
-Images stay static intensities (an encoder in `lavaflow.pipeline.encoders` makes them time-first); event and audio
+Images stay static intensities (an encoder in `lavaflow.pipeline.data.encoders` makes them time-first); event and audio
 samples already have ``time_steps`` bins. Files are looked for under the data directory, see `data_dir`.
 """
 
@@ -44,7 +44,7 @@ from lavaflow.models.errors import DataError
 DATA_DIR_ENV = "LAVAFLOW_DATA_DIR"
 DEFAULT_DATA_DIR = Path("~/.cache/lavaflow/data")
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data"
 """``../shared/data`` beside a source checkout of the repository: a last place to look for FSDD recordings."""
 
 _DATA_DIR_HINT = (
@@ -274,7 +274,7 @@ class EventFrames(Dataset):
 
 def _nmnist_frames(root: Path, time_steps: int, limit: int | None) -> tuple[EventFrames, EventFrames]:
     """Train and test `EventFrames` over ``root/NMNIST/{Train,Test}/<digit>/*.bin``."""
-    from lavaflow.pipeline.nmnist_synth import NMNIST
+    from lavaflow.pipeline.data.nmnist_synth import NMNIST
     splits = []
     for train in (True, False):
         events = NMNIST(save_to=str(root), train=train)
@@ -305,7 +305,7 @@ def synth_source_arrays(root: Path) -> tuple[str, tuple[np.ndarray, np.ndarray, 
 
 
 def _load_nmnist_synth(root: Path, time_steps: int, limit: int | None, seed: int):
-    from lavaflow.pipeline.nmnist_synth import (
+    from lavaflow.pipeline.data.nmnist_synth import (
         SYNTH_VERSION,
         read_manifest,
         synthesize_nmnist,

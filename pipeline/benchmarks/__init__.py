@@ -16,14 +16,14 @@ class Benchmark:
 
 
 def _ide_memory(quick: bool) -> str:
-    from lavaflow.pipeline.benchmarks_ide import bench_ide_memory, format_table
+    from lavaflow.pipeline.benchmarks.ide_memory import bench_ide_memory, format_table
 
     rows = bench_ide_memory((5, 30) if quick else (5, 30, 100), repeats=1 if quick else 3)
     return format_table(rows)
 
 
 def _lava_throughput(quick: bool) -> str:
-    from lavaflow.pipeline.benchmarks_lava import bench_lava_throughput, format_table
+    from lavaflow.pipeline.benchmarks.lava_throughput import bench_lava_throughput, format_table
 
     if quick:
         return format_table(bench_lava_throughput(plain_samples=8, batched_samples=1024, batch_size=256))

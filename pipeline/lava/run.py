@@ -1,29 +1,18 @@
 """NetSpec → Lava: the process graph (source → SpikingNetwork → sink) and runs on Lava's CPU simulator.
 
-``build_lava_graph`` maps a NetSpec (float) or FixedNetSpec (Loihi integers) onto three processes:
+``build_lava_graph`` lowers a NetSpec (float) or FixedNetSpec (Loihi integers) with lavaflow.deploy.lowering
+(which says what each NetSpec element becomes) and wires the records into three processes:
 
     PayloadSource ──► SpikingNetwork ──► SpikeCounter
     all N samples'      fused: one process, B samples side by side (select_sub_proc_model=False)
-    payloads            plain: Lava Dense + SoftResetLIF / CubaLIF per population, the Loihi graph (True)
+    payloads            plain: Lava Dense / Conv + SoftResetLIF / CubaLIF per population, the Loihi graph (True)
 
 Each sample runs in a window of T + 1 Lava steps (lavaflow.processes.window), so ``run_lava`` compiles once,
 runs all N samples in one ``RunSteps``, reads the sink's counts once and always stops the runtime (also on an
-exception or Ctrl-C, see lavaflow.pipeline.lava_session). Both graphs honour the NetSpec time semantics, so
+exception or Ctrl-C, see lavaflow.pipeline.lava.session). Both graphs honour the NetSpec time semantics, so
 their spikes equal the reference simulator's (models.reference): float exactly up to float rounding, fixed
-point bit for bit.
-
-What the mapping does, per NetSpec element:
-
-- Populations keep their order and become SoftResetPopulation / CubaPopulation records: θ → vth, u_rest →
-  v_reset, voltage_decay → dv, current_decay → du, bias → bias_mant (fixed point: vth, dv, du, bias_mant,
-  bias_exp as quantised, v_reset = vth − subtraction).
-- Connections become Dense projections (weight (n_out, n_in), fixed-point weight_exp). Input connections carry
-  graded payloads (``num_message_bits=8``) for current and event encodings and binary spikes (0 bits) for rate
-  encoding; connections between populations carry spikes. Their delay must be 1 step, Lava Dense's own.
-- Convolutions are unrolled into dense matrices (C·H·W order, as torch flattens), exact in float and fixed
-  point, and fine up to MAX_UNROLLED_WEIGHTS entries. Lava's Conv (WHC layout, its own fixed-point path) is not
-  used yet: it would need transposed, reshaped ports between our flat populations and Conv.
-- The readout stays on the host: logits = W·rate + b from the sink's counts (λ-weighted when rate_decay > 0).
+point bit for bit. The readout stays on the host: logits = W·rate + b from the sink's counts (λ-weighted when
+rate_decay > 0).
 
 ``run_netx`` runs a lava-dl slayer network exported to HDF5 through lava-dl's netx loader (feed-forward CUBA).
 """
@@ -38,22 +27,17 @@ from pathlib import Path
 import numpy as np
 from lava.magma.core.process.process import AbstractProcess
 
+from lavaflow.deploy.lowering import network_records
 from lavaflow.deploy.quantize import quantize
 from lavaflow.deploy.run_config import HARDWARE, SIMULATOR_TAGS, run_config
 from lavaflow.models.errors import BackendError, DataError, NetSpecError
-from lavaflow.models.fixed import FixedNetSpec, FixedPopulation, check_fixed_spec, check_payloads, input_payload
-from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons, check_integer, check_real
+from lavaflow.models.fixed import FixedNetSpec, check_fixed_spec, check_payloads, input_payload
+from lavaflow.models.netspec import NetSpec, check_integer, check_real
 from lavaflow.models.neurons import rate_normaliser
-from lavaflow.pipeline.lava_session import run_and_read
+from lavaflow.pipeline.lava.session import run_and_read
 from lavaflow.processes.network.process import SpikingNetwork
 from lavaflow.processes.sink.process import SpikeCounter
 from lavaflow.processes.source.process import PayloadSource
-from lavaflow.processes.topology import INPUT as INPUT_INDEX
-from lavaflow.processes.topology import CubaPopulation, Population, Projection, SoftResetPopulation
-
-MAX_UNROLLED_WEIGHTS = 1 << 25  # entries of one unrolled conv matrix (256 MiB in float64)
-GRADED_BITS = 8  # Dense num_message_bits for intensities and event counts (payloads 0..255)
-SPIKE_BITS = 0  # binary spikes
 
 
 @dataclass(frozen=True)
@@ -128,8 +112,7 @@ def build_lava_graph(
 
     Raises:
         NetSpecError: an invalid spec (NaN in its arrays, a FixedNetSpec value outside its Lava bit width, an a_in
-            that could leave 18 bits with these payloads), a connection delay other than one step, or a
-            convolution too large to unroll.
+            that could leave 18 bits with these payloads), or a connection delay other than one step.
         DataError: payloads that do not match the spec.
         BackendError: a batch_size that is not a positive integer, or ≠ 1 for the plain graph.
     """
@@ -182,118 +165,6 @@ def build_lava_graph(
     source.s_out.connect(network.s_in)
     network.s_out.connect(sink.a_in)
     return LavaGraph(source, network, sink, fused, batch_size, num_samples, window_steps, record)
-
-
-def network_records(spec: NetSpec | FixedNetSpec) -> tuple[list[Population], list[Projection]]:
-    """The SpikingNetwork records of ``spec``, in its population and connection order."""
-    if isinstance(spec, FixedNetSpec):
-        populations = [_fixed_population(p) for p in spec.populations.values()]
-    else:
-        populations = [_float_population(p) for p in spec.populations.values()]
-    index = {name: position for position, name in enumerate(spec.populations)}
-    graded = spec.input.encoding in ("current", "events")
-    projections = []
-    for number, connection in enumerate(spec.connections):
-        label = f"connection {number} ({connection.source} → {connection.target})"
-        from_input = connection.source == INPUT
-        if not from_input and connection.delay_steps != 1:
-            raise NetSpecError(
-                f"{label}: delay of {connection.delay_steps} steps; the Lava export supports exactly one step "
-                f"between populations (Lava Dense's own delay)"
-            )
-        if isinstance(spec, FixedNetSpec):
-            weights = connection.weight if connection.conv is None else conv_matrix(connection.weight, connection.conv)
-            weight_exp = int(connection.weight_exp)
-        else:
-            synapse = connection.synapse
-            weights = conv_matrix(synapse.weight, synapse) if isinstance(synapse, Conv) else synapse.weight
-            weight_exp = 0
-        projections.append(
-            Projection(
-                source=INPUT_INDEX if from_input else index[connection.source],
-                target=index[connection.target],
-                weights=weights,
-                weight_exp=weight_exp,
-                num_message_bits=GRADED_BITS if from_input and graded else SPIKE_BITS,
-            )
-        )
-    return populations, projections
-
-
-def _float_population(neurons: Neurons) -> Population:
-    bias = neurons.bias.astype(np.float64)
-    if isinstance(neurons, CubaNeurons):
-        return CubaPopulation(
-            size=neurons.size,
-            vth=float(neurons.threshold),
-            du=float(neurons.current_decay),
-            dv=float(neurons.voltage_decay),
-            bias_mant=bias,
-        )
-    return SoftResetPopulation(
-        size=neurons.size,
-        vth=float(neurons.threshold),
-        v_reset=float(neurons.reset_potential),
-        dv=float(neurons.voltage_decay),
-        bias_mant=bias,
-    )
-
-
-def _fixed_population(population: FixedPopulation) -> Population:
-    bias = population.bias_mant.astype(np.int64)
-    if population.kind == "cuba":
-        return CubaPopulation(
-            size=population.size,
-            vth=int(population.vth),
-            du=int(population.du),
-            dv=int(population.dv),
-            bias_mant=bias,
-            bias_exp=int(population.bias_exp),
-        )
-    return SoftResetPopulation(
-        size=population.size,
-        vth=int(population.vth),
-        v_reset=int(population.vth) - int(population.subtraction),  # a spike removes vth − v_reset = subtraction
-        dv=int(population.dv),
-        bias_mant=bias,
-        bias_exp=int(population.bias_exp),
-    )
-
-
-def conv_matrix(kernel: np.ndarray, conv: Conv) -> np.ndarray:
-    """The dense (C_out·H'·W', C_in·H·W) matrix of a cross-correlation (torch's conv2d), C·H·W flattened.
-
-    Every (output, input) pair meets at most one kernel entry, so integer kernels give integer matrices with the
-    same values (fixed point stays exact).
-
-    Raises:
-        NetSpecError: the matrix would exceed MAX_UNROLLED_WEIGHTS entries.
-    """
-    c_in, height, width = conv.input_shape
-    c_out, out_h, out_w = conv.output_shape
-    k_h, k_w = kernel.shape[2:]
-    if c_out * out_h * out_w * c_in * height * width > MAX_UNROLLED_WEIGHTS:
-        raise NetSpecError(
-            f"conv {kernel.shape} on {conv.input_shape} unrolls to {c_out * out_h * out_w} × {c_in * height * width} "
-            f"weights, beyond the {MAX_UNROLLED_WEIGHTS} the Lava export handles as a dense matrix"
-        )
-    matrix = np.zeros((c_out * out_h * out_w, c_in * height * width), dtype=kernel.dtype)
-    o, y, x, i, dy, dx = np.meshgrid(
-        np.arange(c_out),
-        np.arange(out_h),
-        np.arange(out_w),
-        np.arange(c_in),
-        np.arange(k_h),
-        np.arange(k_w),
-        indexing="ij",
-    )
-    in_y = y * conv.stride[0] - conv.padding[0] + dy
-    in_x = x * conv.stride[1] - conv.padding[1] + dx
-    inside = (in_y >= 0) & (in_y < height) & (in_x >= 0) & (in_x < width)
-    rows = ((o * out_h + y) * out_w + x)[inside]
-    columns = ((i * height + in_y) * width + in_x)[inside]
-    matrix[rows, columns] = kernel[o[inside], i[inside], dy[inside], dx[inside]]
-    return matrix
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -531,20 +402,3 @@ def _collect_dataset(found: list[tuple[str, object]], name: str, item: object) -
 
     if isinstance(item, h5py.Dataset):
         found.append((name, item))
-
-
-def check_lava_export(spec: NetSpec) -> None:
-    """Raise now what building the Lava graph would raise later (delays, conv sizes), without unrolling anything.
-
-    Callers check this before a slow reference simulation, so that a network the export cannot take fails at once.
-    """
-    for number, connection in enumerate(spec.connections):
-        label = f"connection {number} ({connection.source} → {connection.target})"
-        if connection.source != INPUT and connection.delay_steps != 1:
-            raise NetSpecError(f"{label}: delay of {connection.delay_steps} steps; the Lava export supports exactly "
-                               "one step between populations (Lava Dense's own delay)")
-        conv = connection.synapse
-        if isinstance(conv, Conv) and conv.out_size * conv.in_size > MAX_UNROLLED_WEIGHTS:
-            raise NetSpecError(f"{label}: conv {conv.weight.shape} on {conv.input_shape} unrolls to {conv.out_size} "
-                               f"× {conv.in_size} weights, beyond the {MAX_UNROLLED_WEIGHTS} the Lava export "
-                               "handles as a dense matrix")

@@ -25,7 +25,7 @@ import numpy as np
 
 from lavaflow.models.netspec import Connection, Dense, Input, NetSpec, Readout, SoftResetNeurons
 from lavaflow.models.reference import simulate
-from lavaflow.pipeline.export import run_lava
+from lavaflow.pipeline.lava.run import run_lava
 
 
 @dataclass(frozen=True)
