@@ -8,12 +8,15 @@ SpikingNetwork process. What the mapping does, per NetSpec element:
   bias_exp as quantised, v_reset = vth − subtraction).
 - Connections become Dense projections (weight (n_out, n_in), fixed-point weight_exp). Input connections carry
   graded payloads (``num_message_bits=8``) for current and event encodings and binary spikes (0 bits) for rate
-  encoding; connections between populations carry spikes. Their delay must be 1 step, Lava Dense's own.
+  encoding; connections between populations carry spikes, with their delay_steps (1..MAX_DELAY) as the
+  projection's delay: 1 is Lava Dense's own step, more becomes Lava's DelayDense in the Loihi graph and a spike
+  history in the fused model. Input connections (delay 0) keep delay 1: the per-sample window absorbs that step.
 - Convolutions become conv projections: the kernel (C_out, C_in, kH, kW) as ``weights`` (fixed point: the
   quantised kernel and its weight_exp) with a topology.Convolution of the input shape, stride and padding. Both
   models compute them natively, never as an unrolled matrix, so their size is not limited: the fused model in
   numpy, the Loihi graph with Lava's own Conv process (lavaflow.processes.network.models says what that takes).
-  ``conv_matrix`` still unrolls one for tools and tests that want the matrix.
+  ``conv_matrix`` still unrolls one for tools and tests that want the matrix. A conv with a delay above 1 step runs
+  in the fused model only: the Loihi graph refuses it (Lava has no delayed Conv).
 - The readout is not lowered: it stays on the host (pipeline.lava.run), logits = W·rate + b from the sink's counts
   (λ-weighted when rate_decay > 0).
 """
@@ -29,12 +32,17 @@ import numpy as np
 from lavaflow.models.errors import NetSpecError
 from lavaflow.models.fixed import FixedNetSpec, FixedPopulation
 from lavaflow.models.kinds import kind_of
+from lavaflow.models.kinds.cuba_refractory import CubaRefractoryNeurons
+from lavaflow.models.kinds.lif_potential import RESET_MODES, PotentialLIFNeurons
 from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons, SoftResetNeurons
 from lavaflow.processes.topology import (
     INPUT_SOURCE,
+    MAX_DELAY,
     Convolution,
     CubaPopulation,
+    CubaRefractoryPopulation,
     Population,
+    PotentialLIFPopulation,
     Projection,
     SoftResetPopulation,
 )
@@ -56,11 +64,7 @@ def network_records(spec: NetSpec | FixedNetSpec) -> tuple[list[Population], lis
     for number, connection in enumerate(spec.connections):
         label = f"connection {number} ({connection.source} → {connection.target})"
         from_input = connection.source == INPUT
-        if not from_input and connection.delay_steps != 1:
-            raise NetSpecError(
-                f"{label}: delay of {connection.delay_steps} steps; the Lava export supports exactly one step "
-                f"between populations (Lava Dense's own delay)"
-            )
+        _check_delay(label, connection.source, connection.delay_steps)
         if isinstance(spec, FixedNetSpec):
             weights, geometry, weight_exp = connection.weight, connection.conv, int(connection.weight_exp)
         else:
@@ -75,9 +79,19 @@ def network_records(spec: NetSpec | FixedNetSpec) -> tuple[list[Population], lis
                 weight_exp=weight_exp,
                 num_message_bits=GRADED_BITS if from_input and graded else SPIKE_BITS,
                 conv=None if geometry is None else convolution(geometry),
+                delay=1 if from_input else int(connection.delay_steps),
             )
         )
     return populations, projections
+
+
+def _check_delay(label: str, source: str, delay_steps: int) -> None:
+    """Raise NetSpecError for a delay between populations beyond MAX_DELAY (DelayDense's 6 bits + Dense's step)."""
+    if source != INPUT and delay_steps > MAX_DELAY:
+        raise NetSpecError(
+            f"{label}: delay of {delay_steps} steps; the Lava export takes 1..{MAX_DELAY} steps between populations "
+            f"(Loihi 2's synaptic delays, Lava's DelayDense, span 0..63 steps on top of Dense's own one)"
+        )
 
 
 def convolution(conv: Conv) -> Convolution:
@@ -150,6 +164,54 @@ def _cuba_fixed(population: FixedPopulation) -> Population:
     )
 
 
+def _cuba_refractory_float(neurons: CubaRefractoryNeurons) -> Population:
+    return CubaRefractoryPopulation(
+        size=neurons.size,
+        vth=float(neurons.threshold),
+        du=float(neurons.current_decay),
+        dv=float(neurons.voltage_decay),
+        refractory=int(neurons.refractory_period),
+        bias_mant=neurons.bias.astype(np.float64),
+    )
+
+
+def _cuba_refractory_fixed(population: FixedPopulation) -> Population:
+    return CubaRefractoryPopulation(
+        size=population.size,
+        vth=int(population.vth),
+        du=int(population.du),
+        dv=int(population.dv),
+        refractory=int(population.refractory),
+        bias_mant=population.bias_mant.astype(np.int64),
+        bias_exp=int(population.bias_exp),
+    )
+
+
+def _lif_potential_float(neurons: PotentialLIFNeurons) -> Population:
+    return PotentialLIFPopulation(
+        size=neurons.size,
+        vth=float(neurons.threshold),
+        dv=float(neurons.voltage_decay),
+        v_reset=float(neurons.reset_potential),
+        leak=neurons.voltage_decay * neurons.leak_potential,  # the reference's expression: the same float
+        reset_mode=RESET_MODES.index(neurons.reset_mode),
+        bias_mant=neurons.bias.astype(np.float64),
+    )
+
+
+def _lif_potential_fixed(population: FixedPopulation) -> Population:
+    return PotentialLIFPopulation(
+        size=population.size,
+        vth=int(population.vth),
+        dv=int(population.dv),
+        v_reset=int(population.v_reset),
+        leak=int(population.leak),
+        reset_mode=int(population.reset_mode),
+        bias_mant=population.bias_mant.astype(np.int64),
+        bias_exp=int(population.bias_exp),
+    )
+
+
 class PopulationBuilders(NamedTuple):
     """How one neuron kind becomes a Lava population record: from its NetSpec node, from its FixedPopulation."""
 
@@ -163,6 +225,8 @@ POPULATION_BUILDERS: MappingProxyType[str, PopulationBuilders] = MappingProxyTyp
     {
         "soft_reset": PopulationBuilders(float_record=_soft_reset_float, fixed_record=_soft_reset_fixed),
         "cuba": PopulationBuilders(float_record=_cuba_float, fixed_record=_cuba_fixed),
+        "cuba_refractory": PopulationBuilders(float_record=_cuba_refractory_float, fixed_record=_cuba_refractory_fixed),
+        "lif_potential": PopulationBuilders(float_record=_lif_potential_float, fixed_record=_lif_potential_fixed),
     }
 )
 
@@ -206,12 +270,13 @@ def conv_matrix(kernel: np.ndarray, conv: Conv) -> np.ndarray:
 
 
 def check_lava_export(spec: NetSpec) -> None:
-    """Raise now what building the Lava graph would raise later (connection delays), without lowering anything.
+    """Raise now what building the Lava graph would raise later (delays beyond MAX_DELAY), without lowering anything.
 
     Callers check this before a slow reference simulation, so that a network the export cannot take fails at once.
     """
     for number, connection in enumerate(spec.connections):
-        label = f"connection {number} ({connection.source} → {connection.target})"
-        if connection.source != INPUT and connection.delay_steps != 1:
-            raise NetSpecError(f"{label}: delay of {connection.delay_steps} steps; the Lava export supports exactly "
-                               "one step between populations (Lava Dense's own delay)")
+        _check_delay(
+            f"connection {number} ({connection.source} → {connection.target})",
+            connection.source,
+            connection.delay_steps,
+        )

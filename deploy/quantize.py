@@ -412,8 +412,11 @@ def _choose_scale(name: str, neurons: Neurons, inputs: list[_Incoming], notes: l
         lost = math.log2(coarsened) + MIN_WEIGHT_EXP  # bits beyond what negative weight exponents recover
         notes.append(
             f"{name}: scale coarsened ×{coarsened:.3g} so the {reason} fits; "
-            + (f"weights lose {lost:.1f} bits (weight_exp stops at {MIN_WEIGHT_EXP})" if lost > 0 else
-               "the connections keep their 7-bit mantissas through negative weight exponents (W·x floored)")
+            + (
+                f"weights lose {lost:.1f} bits (weight_exp stops at {MIN_WEIGHT_EXP})"
+                if lost > 0
+                else "the connections keep their 7-bit mantissas through negative weight exponents (W·x floored)"
+            )
         )
     return _snap_to_weight_grid(scale, neurons, bias, inputs), bias
 

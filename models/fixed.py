@@ -101,6 +101,10 @@ class FixedPopulation:
     subtraction: int = 0  # soft reset: charge a spike removes, in a_in LSBs (before << 6)
     du: int = 4095  # cuba: 0..4095 (Lava adds 1 internally, so 4095 empties u every step)
     shape: tuple[int, ...] = ()
+    refractory: int = 0  # cuba_refractory: steps v is held after a spike (new fields last: positional order)
+    v_reset: int = 0  # lif_potential: reset potential in a_in LSBs (used << 6)
+    leak: int = 0  # lif_potential: dv·v_leak per step, 24-bit units
+    reset_mode: int = 0  # lif_potential: 0 v ← v_reset, 1 v −= vth − v_reset
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,6 +18,7 @@ bit-accurate LIF (lava.proc.lif.models.PyLifModelBitAcc):
     CUBA:        u ← wrap(decay(u, du + 1) + (a_in << 6));   v ← saturate(decay(v, dv) + u + bias);
                  s = [v > vth << 6];   v ← 0 where s
 
+(the refractory CUBA and the leak/reset-potential LIF give theirs in their classes below)
 with bias = bias_mant << bias_exp, decay(x, d) = sign(x)·((|x|·(4096 − d)) >> 12), saturate to ±(2^23 − 1) and
 Lava's one conditional ±2^24 wrap of the current. Why ≥ for soft reset: IDE and SPIDE define the firing rate as
 clamp(I / D, 0, 1), which needs v ≥ θ (Lava's LIF fires only at v > θ, so a neuron driven by exactly θ per step
@@ -192,3 +193,115 @@ class CubaFixed(NeuronArithmetic):
 
     def reset(self, state: State, spikes: np.ndarray) -> None:
         state["v"][...] = np.where(spikes, 0, state["v"])
+
+
+# ------------------------------------------------------------------------------------------------ refractory CUBA
+@dataclass(frozen=True)
+class CubaRefractoryFloat(CubaFloat):
+    """CubaFloat whose v is held for ``refractory`` steps after a spike (Lava's LIFRefractory), counted down in r.
+
+    u integrates every step; where r > 0 the step holds v (at 0, its reset value) and counts r down; a spike sets
+    r = refractory. The counter restarts with every sample (the window zeroes it), unlike Lava's absolute time.
+    """
+
+    refractory: float = 1.0
+
+    state_names: ClassVar[tuple[str, ...]] = ("u", "v", "r")
+
+    def integrate(self, state: State, a_in: np.ndarray) -> None:
+        current, voltage, refractory = state["u"], state["v"], state["r"]
+        current *= 1.0 - self.du
+        current += a_in
+        integrated = voltage * (1.0 - self.dv)
+        integrated += current
+        integrated += self.bias
+        held = refractory > 0
+        np.copyto(voltage, integrated, where=~held)
+        np.subtract(refractory, 1, out=refractory, where=held)
+
+    def reset(self, state: State, spikes: np.ndarray) -> None:
+        state["v"][spikes] = 0
+        state["r"][spikes] = self.refractory
+
+
+@dataclass(frozen=True)
+class CubaRefractoryFixed(CubaFixed):
+    """CubaFixed (Lava's integer LIF) with CubaRefractoryFloat's hold: v held and r counted down while r > 0."""
+
+    refractory: int = 1
+
+    state_names: ClassVar[tuple[str, ...]] = ("u", "v", "r")
+
+    def integrate(self, state: State, a_in: np.ndarray) -> None:
+        state["u"][...] = wrap(decay(state["u"], int(self.du) + CURRENT_DECAY_OFFSET) + shifted_input(a_in))
+        integrated = saturate(decay(state["v"], self.dv) + np.asarray(state["u"], dtype=np.int64) + self.bias)
+        held = state["r"] > 0
+        state["v"][...] = np.where(held, state["v"], integrated)
+        state["r"][...] = np.where(held, state["r"] - 1, state["r"])
+
+    def reset(self, state: State, spikes: np.ndarray) -> None:
+        state["v"][...] = np.where(spikes, 0, state["v"])
+        state["r"][...] = np.where(spikes, int(self.refractory), state["r"])
+
+
+# ------------------------------------------------------------------------------------------------ leak/reset potentials
+@dataclass(frozen=True)
+class PotentialLIFFloat(NeuronArithmetic):
+    """LIF relaxing toward v_leak (``leak`` = dv·v_leak per step) with reset to v_reset or by subtraction, float64:
+
+    v ← ((1 − dv)·v + a_in + bias) + leak;   s = [v > vth];   v ← v_reset, or v ← v − (vth − v_reset), where s
+    """
+
+    vth: float
+    dv: float
+    bias: np.ndarray | float
+    v_reset: float
+    leak: float
+    subtract: bool
+
+    state_names: ClassVar[tuple[str, ...]] = ("v",)
+
+    def integrate(self, state: State, a_in: np.ndarray) -> None:
+        voltage = state["v"]
+        voltage *= 1.0 - self.dv
+        voltage += a_in
+        voltage += self.bias
+        voltage += self.leak
+
+    def fire(self, state: State) -> np.ndarray:
+        return state["v"] > self.vth
+
+    def reset(self, state: State, spikes: np.ndarray) -> None:
+        if self.subtract:
+            state["v"][spikes] -= self.vth - self.v_reset
+        else:
+            state["v"][spikes] = self.v_reset
+
+
+@dataclass(frozen=True)
+class PotentialLIFFixed(NeuronArithmetic):
+    """PotentialLIFFloat in Lava's integers: v ← saturate(decay(v, dv) + (a_in << 6) + bias + leak) (leak in
+    24-bit units); s = [v > vth << 6]; v ← v_reset << 6, or v −= (vth − v_reset) << 6."""
+
+    vth: int
+    dv: int
+    bias: np.ndarray | int
+    v_reset: int
+    leak: int
+    subtract: bool
+
+    state_names: ClassVar[tuple[str, ...]] = ("v",)
+
+    def integrate(self, state: State, a_in: np.ndarray) -> None:
+        state["v"][...] = saturate(decay(state["v"], self.dv) + shifted_input(a_in) + self.bias + int(self.leak))
+
+    def fire(self, state: State) -> np.ndarray:
+        return state["v"] > (int(self.vth) << THRESHOLD_SHIFT)
+
+    def reset(self, state: State, spikes: np.ndarray) -> None:
+        voltage = np.asarray(state["v"], dtype=np.int64)
+        if self.subtract:
+            reset = voltage - ((int(self.vth) - int(self.v_reset)) << THRESHOLD_SHIFT)
+        else:
+            reset = np.full_like(voltage, int(self.v_reset) << THRESHOLD_SHIFT)
+        state["v"][...] = np.where(spikes, reset, voltage)

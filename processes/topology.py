@@ -11,16 +11,20 @@ there.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import numpy as np
 
 INPUT_SOURCE = -1  # Projection.source of a connection from the network input
+# Longest Projection.delay: Lava's DelayDense (the Loihi graph) takes 6-bit delays 0..63, plus Dense's own step.
+MAX_DELAY = 64
 
 
 @dataclass(frozen=True, eq=False)
 class SoftResetPopulation:
     """Parameters of a SoftResetLIF population (see lavaflow.processes.soft_reset.process.SoftResetLIF)."""
 
+    kind: ClassVar[str] = "soft_reset"
     size: int
     vth: float
     v_reset: float
@@ -33,6 +37,7 @@ class SoftResetPopulation:
 class CubaPopulation:
     """Parameters of a CubaLIF population (see lavaflow.processes.cuba.process.CubaLIF)."""
 
+    kind: ClassVar[str] = "cuba"
     size: int
     vth: float
     du: float
@@ -41,7 +46,44 @@ class CubaPopulation:
     bias_exp: int = 0
 
 
-Population = SoftResetPopulation | CubaPopulation
+@dataclass(frozen=True, eq=False)
+class CubaRefractoryPopulation:
+    """Parameters of a CubaRefractoryLIF population (see lavaflow.processes.cuba_refractory.process)."""
+
+    kind: ClassVar[str] = "cuba_refractory"
+    size: int
+    vth: float
+    du: float
+    dv: float
+    refractory: int  # steps v is held after a spike
+    bias_mant: np.ndarray  # (size,)
+    bias_exp: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class PotentialLIFPopulation:
+    """Parameters of a PotentialLIF population (see lavaflow.processes.lif_potential.process)."""
+
+    kind: ClassVar[str] = "lif_potential"
+    size: int
+    vth: float
+    dv: float
+    v_reset: float
+    leak: float  # dv·v_leak per step (fixed point: 24-bit units)
+    reset_mode: int  # 0: v ← v_reset, 1: v −= vth − v_reset
+    bias_mant: np.ndarray  # (size,)
+    bias_exp: int = 0
+
+
+class Population(Protocol):
+    """What every population record has; its ``kind`` picks its row of lavaflow.processes.kinds.PROCESS_KINDS."""
+
+    kind: ClassVar[str]
+    size: int
+    vth: float
+    dv: float
+    bias_mant: np.ndarray
+    bias_exp: int
 
 
 @dataclass(frozen=True)
@@ -77,6 +119,11 @@ class Projection:
     (C_out, C_in/groups, kH, kW) with geometry ``conv``: the same numbers as the unrolled matrix, without building
     it (the fused model computes it natively, the Loihi graph uses Lava's Conv).
 
+    ``delay`` is the number of Lava steps between the source sending and the target receiving: 1 is Dense's own
+    step (input projections always have it; the window turns it into the NetSpec's delay 0), d > 1 between
+    populations is the NetSpec's delay_steps d (the fused model keeps a ring buffer of the source's spikes, the Loihi
+    graph uses Lava's DelayDense; lavaflow.processes.network.models says how residue between samples is dropped).
+
     ``num_message_bits`` 0 treats the payload as binary spikes (Lava's Dense and Conv cast it to bool, so −1 counts
     as +1), 8 as graded values (intensities, event counts). fixed_pt weights are even integers in [−256, 254]: the
     Loihi graph's Dense (mixed sign mode, 8 bits) drops the LSB, the fused model and Lava's Conv do not, so only even
@@ -91,17 +138,21 @@ class Projection:
     weight_exp: int = 0
     num_message_bits: int = 0
     conv: Convolution | None = None  # None: a dense matrix
+    delay: int = 1  # Lava steps from source to target, 1..MAX_DELAY; input projections: exactly 1
 
 
 def check_topology(
     input_size: int, populations: tuple[Population, ...], projections: tuple[Projection, ...], output: int
 ) -> None:
-    """Raise ValueError naming the projection and both shapes when a matrix does not fit its populations."""
+    """Raise ValueError naming the projection and both shapes when a matrix does not fit its populations.
+
+    Whether a record's kind is known is lavaflow.processes.kinds.check_kinds's question (it imports this module).
+    """
     if not populations:
         raise ValueError("a network needs at least one population")
     for index, population in enumerate(populations):
-        if not isinstance(population, (SoftResetPopulation, CubaPopulation)):
-            raise ValueError(f"population {index}: unknown kind {type(population).__name__}")
+        if not isinstance(getattr(type(population), "kind", None), str):  # which kinds exist: processes.kinds
+            raise ValueError(f"population {index}: {type(population).__name__} is not a population record (no kind)")
         if np.shape(population.bias_mant) != (population.size,):
             raise ValueError(
                 f"population {index}: bias_mant {np.shape(population.bias_mant)} is not ({population.size},)"
@@ -124,6 +175,10 @@ def check_topology(
             raise ValueError(f"projection {index}: weights {np.shape(projection.weights)} are not {expected}")
         if projection.num_message_bits not in (0, 8):
             raise ValueError(f"projection {index}: num_message_bits must be 0 (spikes) or 8 (graded)")
+        if not _is_count(projection.delay, 1) or projection.delay > MAX_DELAY:
+            raise ValueError(f"projection {index}: delay must be an integer 1..{MAX_DELAY}, got {projection.delay!r}")
+        if projection.source == INPUT_SOURCE and projection.delay != 1:
+            raise ValueError(f"projection {index}: input projections have a delay of 1 step, got {projection.delay}")
 
 
 def _is_count(value: object, low: int) -> bool:

@@ -37,7 +37,8 @@ from lavaflow.models.netspec import (
 from lavaflow.models.reference import simulate
 
 # The fields the comparison below knows; a new field must be added to it (and to the serialiser's round trip).
-POPULATION_FIELDS = ("kind", "size", "vth", "dv", "bias_mant", "bias_exp", "scale", "subtraction", "du", "shape")
+POPULATION_FIELDS = ("kind", "size", "vth", "dv", "bias_mant", "bias_exp", "scale", "subtraction", "du", "shape",
+                     "refractory", "v_reset", "leak", "reset_mode")
 CONNECTION_FIELDS = ("source", "target", "weight", "weight_exp", "delay_steps", "conv")
 SPEC_FIELDS = ("input", "input_scale", "populations", "connections", "readout", "time_steps", "metadata")
 

@@ -14,6 +14,8 @@ from lavaflow.models.errors import NetSpecError
 from lavaflow.models.fixed import FIXED_KINDS, FixedNetSpec
 from lavaflow.models.kinds import KINDS, kind_named, kind_of
 from lavaflow.models.kinds.base import NeuronKind
+from lavaflow.models.kinds.cuba_refractory import CubaRefractoryNeurons
+from lavaflow.models.kinds.lif_potential import PotentialLIFNeurons
 from lavaflow.models.netspec import (
     INPUT,
     NODE_TYPES,
@@ -26,6 +28,7 @@ from lavaflow.models.netspec import (
     SoftResetNeurons,
 )
 from lavaflow.models.reference import simulate
+from lavaflow.processes.kinds import PROCESS_KINDS, check_kinds, process_kind
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,12 +49,20 @@ class BogusNeurons:
         return 1.0 - self.voltage_decay
 
 
-def _neurons(kind: str, size: int) -> SoftResetNeurons | CubaNeurons:
+def _neurons(kind: str, size: int) -> SoftResetNeurons | CubaNeurons | CubaRefractoryNeurons | PotentialLIFNeurons:
     bias = np.full(size, 0.05)
     if kind == "soft_reset":  # the test's own table of examples, one per kind of the registry
         return SoftResetNeurons(bias=bias, threshold=1.0, voltage_decay=0.125)
     if kind == "cuba":
         return CubaNeurons(bias=bias, threshold=1.0, current_decay=0.5, voltage_decay=0.125)
+    if kind == "cuba_refractory":
+        return CubaRefractoryNeurons(
+            bias=bias, threshold=1.0, current_decay=0.5, voltage_decay=0.125, refractory_period=2
+        )
+    if kind == "lif_potential":
+        return PotentialLIFNeurons(
+            bias=bias, threshold=1.0, voltage_decay=0.125, leak_potential=0.25, reset_potential=-0.25
+        )
     raise AssertionError(f"tests/test_kinds.py has no example population for the kind {kind!r}: add one")
 
 
@@ -197,3 +208,29 @@ def test_the_fixed_lowering_refuses_an_unknown_kind() -> None:
 def test_dequantize_refuses_an_unknown_kind() -> None:
     with pytest.raises(NetSpecError, match="'bogus'"):
         dequantize(_bogus_fixed())
+
+
+# ------------------------------------------------------------------------------------------- the Lava side
+def test_the_process_table_covers_exactly_the_registry_and_the_lowering() -> None:
+    assert set(PROCESS_KINDS) == set(POPULATION_BUILDERS) == set(KINDS)
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_each_lowered_record_finds_its_own_process_row(name: str) -> None:
+    """Float and fixed records of a kind pick that kind's row, whose record type is the one the lowering builds."""
+    spec = _spec(name)
+    fixed, _ = quantize(spec, input_range=1.0)
+    for records in (network_records(spec)[0], network_records(fixed)[0]):
+        assert all(process_kind(r) is PROCESS_KINDS[name] and type(r) is PROCESS_KINDS[name].record for r in records)
+
+
+def test_the_process_table_refuses_an_unknown_record_naming_it() -> None:
+    @dataclass(frozen=True, eq=False)
+    class BogusPopulation:
+        kind = "bogus"
+        size: int = 1
+
+    with pytest.raises(ValueError, match=r"BogusPopulation.*'bogus'"):
+        process_kind(BogusPopulation())
+    with pytest.raises(ValueError, match=r"population 0: .*BogusPopulation"):
+        check_kinds((BogusPopulation(),))

@@ -284,16 +284,17 @@ def test_conv_network_matches_the_reference(seed: int, stride: int, padding: int
         np.testing.assert_allclose(result.logits, reference.logits, rtol=0, atol=1e-12)
 
 
-def test_only_one_step_delays_are_exported() -> None:
+def test_delays_beyond_loihis_synaptic_delays_are_not_exported() -> None:
+    """1..64 steps are exported (tests/test_lava_delays.py); Loihi 2's DelayDense cannot delay further."""
     spec = _spec(15)
     slow = NetSpec(
         spec.input,
         spec.populations,
-        (*spec.connections[:2], Connection("out", "hidden", spec.connections[2].synapse, 2)),
+        (*spec.connections[:2], Connection("out", "hidden", spec.connections[2].synapse, 65)),
         spec.readout,
         spec.time_steps,
     )
-    with pytest.raises(NetSpecError, match="delay of 2 steps"):
+    with pytest.raises(NetSpecError, match="delay of 65 steps"):
         build_lava_graph(slow, np.zeros((1, slow.time_steps, 6)), fused=True, batch_size=1)
 
 

@@ -11,6 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lavaflow.models.errors import NetSpecError
+from lavaflow.models.kinds.cuba_refractory import CubaRefractoryNeurons
+from lavaflow.models.kinds.lif_potential import PotentialLIFNeurons
 from lavaflow.models.netspec import (
     INPUT,
     NODE_TYPES,
@@ -34,12 +36,18 @@ def every_node_spec(rng: np.random.Generator) -> NetSpec:
         "conv": SoftResetNeurons(rng.normal(size=72), threshold=2.0, voltage_decay=0.05, shape=(2, 6, 6)),
         "hidden": SoftResetNeurons(rng.normal(size=20), threshold=1.0, reset_potential=-1.0),
         "out": CubaNeurons(np.zeros(4), threshold=1.25, current_decay=0.25, voltage_decay=0.03),
+        "refractory": CubaRefractoryNeurons(rng.normal(size=3), 1.5, 0.5, 0.1, refractory_period=3),
+        "potential": PotentialLIFNeurons(
+            rng.normal(size=2), 1.0, 0.2, leak_potential=-0.3, reset_potential=-0.5, reset_mode="subtract"
+        ),
     }
     connections = (
         Connection(INPUT, "conv", conv, delay_steps=0),
         Connection("conv", "hidden", Dense(rng.normal(size=(20, 72)))),
         Connection("hidden", "hidden", Dense(rng.normal(size=(20, 20))), delay_steps=2),
         Connection("hidden", "out", Dense(rng.normal(size=(4, 20)))),
+        Connection("hidden", "refractory", Dense(rng.normal(size=(3, 20)))),
+        Connection("refractory", "potential", Dense(rng.normal(size=(2, 3)))),
     )
     readout = Readout("out", rng.normal(size=(3, 4)), rng.normal(size=3), rate_decay=0.05)
     return NetSpec(Input((1, 6, 6), "current"), populations, connections, readout, 7, {"method": "test"})
@@ -54,7 +62,7 @@ def test_round_trip_is_exact_for_every_node_class(tmp_path: Path) -> None:
     spec.save(tmp_path / "net.npz")
     loaded = NetSpec.load(tmp_path / "net.npz")
     assert_netspec_equal(spec, loaded)
-    assert list(loaded.populations) == ["conv", "hidden", "out"]  # update order survives
+    assert list(loaded.populations) == ["conv", "hidden", "out", "refractory", "potential"]  # update order survives
     assert loaded.connections[2].delay_steps == 2 and loaded.metadata == {"method": "test"}
     assert loaded.connections[0].synapse.output_shape == (2, 6, 6)
 

@@ -81,11 +81,11 @@ def test_a_network_lava_cannot_take_fails_before_the_reference_simulation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir = RunDir.create(tmp_path / "delayed")
-    two_layers = NetSpec(  # a 2-step delay: the Lava export takes exactly one step between populations
+    two_layers = NetSpec(  # a 65-step delay: the Lava export takes 1..64 steps (Loihi 2's synaptic delays)
         Input((4,), "current"),
         {"h": SoftResetNeurons(np.zeros(3), 1.0), "p": SoftResetNeurons(np.zeros(2), 1.0)},
         (Connection(INPUT, "h", Dense(np.full((3, 4), 0.3)), delay_steps=0),
-         Connection("h", "p", Dense(np.full((2, 3), 0.5)), delay_steps=2)),
+         Connection("h", "p", Dense(np.full((2, 3), 0.5)), delay_steps=65)),
         Readout("p", np.eye(2), np.zeros(2)),
         time_steps=4,
     )
@@ -98,7 +98,7 @@ def test_a_network_lava_cannot_take_fails_before_the_reference_simulation(
     monkeypatch.setattr(simulate, "load_data", slow_part)
     assert main(["simulate", str(run_dir.path), "--backend", "lava-fixed"]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
-    assert "delay of 2 steps" in err and "--backend torch" in err and "Traceback" not in err
+    assert "delay of 65 steps" in err and "--backend torch" in err and "Traceback" not in err
 
 
 class _Terminal(io.StringIO):

@@ -2,8 +2,8 @@
 
 Every branch on a neuron kind in models/ and deploy/ is a lookup here, and an unknown kind raises NetSpecError
 naming it: there is no "else" meaning "the other kind". Adding a kind: write its module (models.kinds.base.NeuronKind
-lists the parts), add it to ``KINDS``, give it a Lava process folder in processes/ and a row in
-deploy.lowering.POPULATION_BUILDERS.
+lists the parts), add it to ``KINDS``, give it a Lava process folder in processes/, a row in
+processes.kinds.PROCESS_KINDS and one in deploy.lowering.POPULATION_BUILDERS (README: "Adding a neuron kind").
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ from types import MappingProxyType
 from lavaflow.models.errors import NetSpecError
 from lavaflow.models.kinds.base import NeuronKind
 from lavaflow.models.kinds.cuba import KIND as CUBA
+from lavaflow.models.kinds.cuba_refractory import KIND as CUBA_REFRACTORY
+from lavaflow.models.kinds.lif_potential import KIND as LIF_POTENTIAL
 from lavaflow.models.kinds.soft_reset import KIND as SOFT_RESET
 
 # Read-only, built once: kind name → its parts, in the order NetSpec documents them.
-KINDS: MappingProxyType[str, NeuronKind] = MappingProxyType({k.name: k for k in (SOFT_RESET, CUBA)})
+KINDS: MappingProxyType[str, NeuronKind] = MappingProxyType(
+    {k.name: k for k in (SOFT_RESET, CUBA, CUBA_REFRACTORY, LIF_POTENTIAL)}
+)
 NODE_CLASSES: tuple[type, ...] = tuple(k.node for k in KINDS.values())
 
 

@@ -68,6 +68,10 @@ class FixedRecord(Protocol):
     scale: float
     subtraction: int
     du: int
+    refractory: int
+    v_reset: int
+    leak: int
+    reset_mode: int
     shape: tuple[int, ...]
 
 

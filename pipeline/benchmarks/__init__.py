@@ -30,6 +30,14 @@ def _lava_throughput(quick: bool) -> str:
     return format_table(bench_lava_throughput())
 
 
+def _lava_conv(quick: bool) -> str:
+    from lavaflow.pipeline.benchmarks.lava_conv import bench_lava_conv, describe
+
+    if quick:
+        return describe(bench_lava_conv(fused_samples=4, plain_samples=1, batch_size=4))
+    return describe(bench_lava_conv())
+
+
 def _ide_fmnist(quick: bool) -> str:
     """IDE F400 IF T=5 on the full Fashion-MNIST with the spec's recipe (100 epochs; --quick: 3 epochs)."""
     from lavaflow.pipeline.config import resolve_config
@@ -53,6 +61,7 @@ _RUNS: dict[str, Callable[[bool], str]] = {
     "ide-memory": _ide_memory,
     "lava-throughput": _lava_throughput,
     "ide-fmnist": _ide_fmnist,
+    "lava-conv": _lava_conv,
 }
 BENCHMARKS: dict[str, Benchmark] = {name: Benchmark(DESCRIPTIONS[name], run) for name, run in _RUNS.items()}
 

@@ -13,22 +13,15 @@ from lava.magma.core.process.ports.ports import AbstractPort, InPort
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.process import Conv
-from lava.proc.dense.process import Dense
+from lava.proc.dense.process import DelayDense, Dense
 from lava.utils.weightutils import SignMode
 
-from lavaflow.processes.cuba.process import CubaLIF
-from lavaflow.processes.dynamics import (
-    CubaFixed,
-    CubaFloat,
-    NeuronArithmetic,
-    SoftResetFixed,
-    SoftResetFloat,
-    effective_bias,
-)
+from lavaflow.processes.delay.process import DelayGate
+from lavaflow.processes.dynamics import NeuronArithmetic
+from lavaflow.processes.kinds import neuron_process, process_kind
 from lavaflow.processes.network.process import ExponentShift, SpikingNetwork
-from lavaflow.processes.soft_reset.process import SoftResetLIF
 from lavaflow.processes.synapses import LinearMap, lava_conv_arguments, linear_map, shift
-from lavaflow.processes.topology import INPUT_SOURCE, CubaPopulation, Population, Projection, SoftResetPopulation
+from lavaflow.processes.topology import INPUT_SOURCE, Population, Projection
 from lavaflow.processes.window import FIRST_WINDOW_STEP, window_position
 
 # Lava's fixed-point Conv wraps Σ w·x into [−2^23, 2^23) (lava.proc.conv.utils.signed_clamp, bits=24).
@@ -41,9 +34,11 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
     Each Lava step: receive the input x; at window step 1 zero every state and send no spikes (the graph's
     neurons discard the residue there); otherwise each population receives Σ_c W_c · (what its source sent at
     the previous Lava step): the buffered input x and the populations' spikes of the previous step, which is
-    Dense's (and Conv's) one-step delay. W_c is a dense matrix or a convolution computed natively
-    (lavaflow.processes.synapses). Then each population integrates, fires and resets (lavaflow.processes.dynamics).
-    Subclasses supply the precision: the synapse arithmetic, the neuron arithmetic and the payload types.
+    Dense's (and Conv's) one-step delay; a projection of delay d > 1 reads its source's spikes of d steps before,
+    from a history that window step 1 clears with the states (the graph's DelayGate drops that residue). W_c is a
+    dense matrix or a convolution computed natively (lavaflow.processes.synapses). Then each population
+    integrates, fires and resets (lavaflow.processes.dynamics). Subclasses supply the precision: the synapse
+    arithmetic, the neuron arithmetic and the payload types.
     """
 
     state_dtype: type = np.float64
@@ -70,7 +65,10 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
             [(p, linear_map(p)) for p in projections if p.target == i] for i in range(len(populations))
         ]
         self.previous_input = np.zeros((self.batch_size, self.input_size))
-        self.previous_spikes = [np.zeros(shape) for shape in shapes]  # float64 0/1, ready for the matmuls
+        # Per source population, its spikes (float64 0/1, ready for the matmuls) of the last D steps, newest first, D
+        # its longest outgoing delay: a projection of delay d reads entry d − 1, s[t − d] (d = 1 is Dense's step).
+        depths = [max((p.delay for p in projections if p.source == i), default=1) for i in range(len(populations))]
+        self.spike_history = [[np.zeros(shape) for _ in range(d)] for shape, d in zip(shapes, depths, strict=True)]
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
         raise NotImplementedError("neuron_arithmetic() is supplied by a concrete network model")
@@ -86,7 +84,7 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
     def _source(self, projection: Projection) -> np.ndarray:
         """What the projection's synapse received at the previous step, as float64 (B, n_source)."""
         if projection.source != INPUT_SOURCE:
-            return self.previous_spikes[projection.source]  # already 0.0 / 1.0
+            return self.spike_history[projection.source][projection.delay - 1]  # already 0.0 / 1.0
         if projection.num_message_bits == 0:  # Lava's Dense and Conv cast binary payloads to bool (−1 counts as +1)
             return (self.previous_input != 0).astype(np.float64)
         return self.previous_input
@@ -95,12 +93,13 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
         payload = self.s_in.recv().reshape(self.batch_size, self.input_size).astype(np.float64)
         _, step = window_position(self.time_step, self.window_steps)
         if step == FIRST_WINDOW_STEP:
-            for state, spikes in zip(self.states, self.previous_spikes, strict=True):
+            for state, history in zip(self.states, self.spike_history, strict=True):
                 for values in state.values():
                     values[...] = 0
-                spikes[...] = 0.0
+                for spikes in history:  # the previous sample's delayed spikes too: each sample starts empty
+                    spikes[...] = 0.0
             self.previous_input = payload
-            self.s_out.send(self.encode_spikes(self.previous_spikes[self.output]).reshape(-1))
+            self.s_out.send(self.encode_spikes(self.spike_history[self.output][0]).reshape(-1))
             return
         a_in = []
         for incoming, size in zip(self.incoming, self.sizes, strict=True):
@@ -115,7 +114,9 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
             fired = arithmetic.fire(state)
             arithmetic.reset(state, fired)
             spikes.append(fired.astype(np.float64))
-        self.previous_spikes = spikes
+        for history, fired in zip(self.spike_history, spikes, strict=True):
+            history.insert(0, fired)  # a fresh array each step: the oldest one drops out, nothing is copied
+            history.pop()
         self.previous_input = payload
         self.s_out.send(self.encode_spikes(spikes[self.output]).reshape(-1))
 
@@ -130,12 +131,7 @@ class PySpikingNetworkModelFloat(AbstractPyNetworkModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
-        bias = np.asarray(population.bias_mant, dtype=np.float64)
-        if isinstance(population, SoftResetPopulation):
-            return SoftResetFloat(
-                vth=float(population.vth), v_reset=float(population.v_reset), dv=float(population.dv), bias=bias
-            )
-        return CubaFloat(vth=float(population.vth), du=float(population.du), dv=float(population.dv), bias=bias)
+        return process_kind(population).float_arithmetic(population)
 
     def synaptic_input(self, projection: Projection, accumulated: np.ndarray) -> np.ndarray:
         return accumulated
@@ -159,12 +155,7 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
     spike_dtype = np.int32
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
-        bias = effective_bias(population.bias_mant, population.bias_exp)
-        if isinstance(population, SoftResetPopulation):
-            return SoftResetFixed(
-                vth=int(population.vth), v_reset=int(population.v_reset), dv=int(population.dv), bias=bias
-            )
-        return CubaFixed(vth=int(population.vth), du=int(population.du), dv=int(population.dv), bias=bias)
+        return process_kind(population).fixed_arithmetic(population)
 
     def synaptic_input(self, projection: Projection, accumulated: np.ndarray) -> np.ndarray:
         return shift(np.rint(accumulated).astype(np.int64), int(projection.weight_exp))
@@ -172,13 +163,16 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
 
 @implements(proc=SpikingNetwork, protocol=LoihiProtocol)
 class SubSpikingNetworkModel(AbstractSubProcessModel):
-    """The Loihi graph: one Lava Dense or Conv per projection and one SoftResetLIF / CubaLIF per population.
+    """The Loihi graph: one Lava Dense or Conv per projection and one neuron process per population (its kind's).
 
     The children's models are picked by the run configuration's tag, so the same graph runs in floating_pt and
     fixed_pt. Fixed-point Dense gets ``sign_mode=MIXED`` and 8 weight bits explicitly: left to itself, Dense infers
     the sign mode from the values and clips −256 to −255 in a matrix without positive weights.
 
-    A conv projection becomes Lava's own Conv (lava.proc.conv), never an unrolled matrix. What Lava's Conv models
+    A dense projection with a delay of d ≥ 2 steps becomes Lava's DelayDense followed by a DelayGate
+    (``_connect_delayed`` says why); a conv projection must have d = 1, as Lava has no delayed Conv (refused with a
+    ValueError; the fused model takes any delay). A conv projection becomes Lava's own Conv (lava.proc.conv), never
+    an unrolled matrix. What Lava's Conv models
     (lava-nc 0.10, PyConvModelFloat / PyConvModelFixed, read in lava/proc/conv/{models,utils}.py) do, and what
     that takes here:
 
@@ -212,13 +206,16 @@ class SubSpikingNetworkModel(AbstractSubProcessModel):
         window_steps = int(params["window_steps"])
         neurons = []
         for index, population in enumerate(params["populations"]):
-            neuron = _neuron_process(population, window_steps, f"{proc.name}_population_{index}")
+            neuron = neuron_process(population, window_steps, f"{proc.name}_population_{index}")
             setattr(self, f"population_{index}", neuron)  # find_sub_procs scans attributes, not lists
             neurons.append(neuron)
         for index, projection in enumerate(params["projections"]):
             source = proc.in_ports.s_in if projection.source == INPUT_SOURCE else neurons[projection.source].s_out
             target = neurons[projection.target].a_in
-            if projection.conv is None:
+            if projection.conv is None and projection.delay > 1:
+                name = f"{proc.name}_delay_dense_{index}"
+                self._connect_delayed(name, index, projection, source, target, window_steps)
+            elif projection.conv is None:
                 dense = Dense(
                     weights=np.asarray(projection.weights),
                     num_message_bits=int(projection.num_message_bits),
@@ -234,11 +231,46 @@ class SubSpikingNetworkModel(AbstractSubProcessModel):
                 self._connect_conv(f"{proc.name}_conv_{index}", index, projection, source, target)
         neurons[int(params["output"])].s_out.connect(proc.out_ports.s_out)
 
+    def _connect_delayed(
+        self, name: str, index: int, projection: Projection, source: AbstractPort, target: InPort, window_steps: int
+    ) -> None:
+        """source → Lava's DelayDense → DelayGate → target, for a dense projection of delay d ≥ 2 Lava steps.
+
+        DelayDense (lava-nc 0.10, lava/proc/dense/models.py) adds W·s of synapses with ``delays`` k to column k of
+        its buffer and sends column 0 before it receives, so k means k + 1 steps in all: it gets k = d − 1. Both
+        of its models scale weights exactly as Dense's (the fixed one clips and truncates with the sign_mode and
+        num_weight_bits given here, then shifts by weight_exp; the float one ignores them) and cast binary
+        payloads to bool. The DelayGate behind it drops what the previous sample left in its buffer.
+        """
+        weights = np.asarray(projection.weights)
+        delayed = DelayDense(
+            weights=weights,
+            delays=np.full(weights.shape, int(projection.delay) - 1, dtype=np.int64),
+            num_message_bits=int(projection.num_message_bits),
+            weight_exp=int(projection.weight_exp),
+            num_weight_bits=8,
+            sign_mode=SignMode.MIXED,
+            name=name,
+        )
+        gate = DelayGate(
+            shape=(weights.shape[0],), delay=int(projection.delay), window_steps=window_steps, name=f"{name}_gate"
+        )
+        setattr(self, f"delay_dense_{index}", delayed)
+        setattr(self, f"delay_gate_{index}", gate)
+        source.connect(delayed.s_in)
+        delayed.a_out.connect(gate.a_in)
+        gate.a_out.connect(target)
+
     def _connect_conv(
         self, name: str, index: int, projection: Projection, source: AbstractPort, target: InPort
     ) -> None:
         """source (C·H·W flat) → (W, H, C) → Lava Conv → (C', H', W') flat → [ExponentShift] → target."""
         conv = projection.conv
+        if projection.delay != 1:
+            raise ValueError(
+                f"{name}: a conv projection with a delay of {projection.delay} Lava steps; Lava has no delayed Conv, "
+                f"so the Loihi graph takes convolutions with one step only (the fused model takes any delay)"
+            )
         _check_conv_accumulator(name, projection)
         arguments = lava_conv_arguments(projection.weights, conv)
         lava_conv = Conv(
@@ -296,18 +328,3 @@ class PyExponentShiftModelFixed(PyLoihiProcessModel):
     def run_spk(self) -> None:
         shifted = shift(self.a_in.recv().astype(np.int64), int(self.proc_params["weight_exp"]))
         self.a_out.send(shifted.astype(np.int32))
-
-
-def _neuron_process(population: Population, window_steps: int, name: str) -> SoftResetLIF | CubaLIF:
-    common = {
-        "shape": (population.size,),
-        "vth": population.vth,
-        "dv": population.dv,
-        "bias_mant": population.bias_mant,
-        "bias_exp": population.bias_exp,
-        "window_steps": window_steps,
-        "name": name,
-    }
-    if isinstance(population, CubaPopulation):
-        return CubaLIF(du=population.du, **common)
-    return SoftResetLIF(v_reset=population.v_reset, **common)

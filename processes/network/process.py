@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 
+from lavaflow.processes.kinds import check_kinds
 from lavaflow.processes.topology import Population, Projection, check_topology
 from lavaflow.processes.window import check_window_steps
 
@@ -60,6 +61,7 @@ class SpikingNetwork(AbstractProcess):
             log_config=log_config,
         )
         # Checked after super(): Lava's AbstractProcess.__del__ fails on a process whose __init__ raised before it.
+        check_kinds(populations)
         check_topology(input_size, populations, projections, output)
         check_window_steps(window_steps)
         if batch_size < 1:
