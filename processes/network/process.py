@@ -14,14 +14,15 @@ from lavaflow.processes.window import check_window_steps
 
 
 class SpikingNetwork(AbstractProcess):
-    """Populations of SoftResetLIF / CubaLIF neurons joined by Dense or Conv projections, as one process.
+    """Populations of neurons (the kinds of lavaflow.processes.kinds) joined by Dense or Conv projections.
 
-    Two kinds of model implement it (ARCHITECTURE §4): a SubProcessModel that expands into standard Lava Dense and
-    Conv processes and our neuron processes, one per population (the graph that targets Loihi; picked by
-    ``Loihi2SimCfg(select_sub_proc_model=True)``), and fused leaf models (floating_pt, fixed_pt) that step the
+    Two kinds of model implement it (ARCHITECTURE §4): a SubProcessModel that expands into standard Lava Dense,
+    DelayDense and Conv processes and our neuron processes, one per population (the graph that targets Loihi;
+    picked by ``Loihi2SimCfg(select_sub_proc_model=True)``), and fused leaf models (floating_pt, fixed_pt) that step the
     whole network in this one OS process with a batch axis of B independent samples (the CPU simulator's fast
-    path; ``select_sub_proc_model=False``), computing convolutions natively. The fused models reproduce the
-    synapses' one-step delay and the per-sample window of lavaflow.processes.window, so both give the same spikes.
+    path; ``select_sub_proc_model=False``), computing convolutions natively. The fused models reproduce each
+    projection's delay (Dense's one step, or d steps through a spike history) and the per-sample window of
+    lavaflow.processes.window, so both give the same spikes.
 
     Ports carry B samples side by side, flattened: ``s_in`` B·n_input payload values, ``s_out`` the spikes of
     population ``output``, B·n_output values. The sub-process graph runs one sample at a time (B = 1).
