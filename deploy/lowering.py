@@ -11,8 +11,9 @@ SpikingNetwork process. What the mapping does, per NetSpec element:
   encoding; connections between populations carry spikes, with their delay_steps (1..MAX_DELAY) as the
   projection's delay: 1 is Lava Dense's own step, more becomes Lava's DelayDense in the Loihi graph and a spike
   history in the fused model. Input connections (delay 0) keep delay 1: the per-sample window absorbs that step.
-- Convolutions become conv projections: the kernel (C_out, C_in, kH, kW) as ``weights`` (fixed point: the
-  quantised kernel and its weight_exp) with a topology.Convolution of the input shape, stride and padding. Both
+- Convolutions become conv projections: the kernel (C_out, C_in/groups, kH, kW) as ``weights`` (fixed point: the
+  quantised kernel and its weight_exp) with a topology.Convolution of the input shape, stride, padding, dilation
+  and groups (pooling arrives as a depthwise conv with a constant kernel, models.netspec.pool_conv). Both
   models compute them natively, never as an unrolled matrix, so their size is not limited: the fused model in
   numpy, the Loihi graph with Lava's own Conv process (lavaflow.processes.network.models says what that takes).
   ``conv_matrix`` still unrolls one for tools and tests that want the matrix. A conv with a delay above 1 step runs
@@ -95,11 +96,13 @@ def _check_delay(label: str, source: str, delay_steps: int) -> None:
 
 
 def convolution(conv: Conv) -> Convolution:
-    """The geometry record of a NetSpec Conv (torch's conv2d on C·H·W-flattened populations; no dilation, groups)."""
+    """The geometry record of a NetSpec Conv (torch's conv2d on C·H·W-flattened populations)."""
     return Convolution(
         input_shape=tuple(int(n) for n in conv.input_shape),
         stride=tuple(int(n) for n in conv.stride),
         padding=tuple(int(n) for n in conv.padding),
+        dilation=tuple(int(n) for n in conv.dilation),
+        groups=int(conv.groups),
     )
 
 
@@ -244,7 +247,8 @@ def conv_matrix(kernel: np.ndarray, conv: Conv) -> np.ndarray:
     """
     c_in, height, width = conv.input_shape
     c_out, out_h, out_w = conv.output_shape
-    k_h, k_w = kernel.shape[2:]
+    in_group, k_h, k_w = kernel.shape[1:]
+    out_group = c_out // conv.groups
     if c_out * out_h * out_w * c_in * height * width > MAX_UNROLLED_WEIGHTS:
         raise NetSpecError(
             f"conv {kernel.shape} on {conv.input_shape} unrolls to {c_out * out_h * out_w} × {c_in * height * width} "
@@ -255,16 +259,17 @@ def conv_matrix(kernel: np.ndarray, conv: Conv) -> np.ndarray:
         np.arange(c_out),
         np.arange(out_h),
         np.arange(out_w),
-        np.arange(c_in),
+        np.arange(in_group),
         np.arange(k_h),
         np.arange(k_w),
         indexing="ij",
     )
-    in_y = y * conv.stride[0] - conv.padding[0] + dy
-    in_x = x * conv.stride[1] - conv.padding[1] + dx
+    in_y = y * conv.stride[0] - conv.padding[0] + dy * conv.dilation[0]
+    in_x = x * conv.stride[1] - conv.padding[1] + dx * conv.dilation[1]
+    channel = (o // out_group) * in_group + i  # groups: output channel o reads only its group's input channels
     inside = (in_y >= 0) & (in_y < height) & (in_x >= 0) & (in_x < width)
     rows = ((o * out_h + y) * out_w + x)[inside]
-    columns = ((i * height + in_y) * width + in_x)[inside]
+    columns = ((channel * height + in_y) * width + in_x)[inside]
     matrix[rows, columns] = kernel[o[inside], i[inside], dy[inside], dx[inside]]
     return matrix
 

@@ -268,7 +268,10 @@ def dequantize(spec: FixedNetSpec) -> NetSpec:
         if c.conv is None:
             synapse = Dense(weight)
         else:
-            synapse = Conv(weight, c.conv.input_shape, c.conv.stride, c.conv.padding)
+            geometry = c.conv
+            synapse = Conv(
+                weight, geometry.input_shape, geometry.stride, geometry.padding, geometry.dilation, geometry.groups
+            )
         connections.append(Connection(c.source, c.target, synapse, c.delay_steps))
     return NetSpec(spec.input, populations, tuple(connections), spec.readout, spec.time_steps, dict(spec.metadata))
 
@@ -688,7 +691,8 @@ def _label(index: int, connection: Connection) -> str:
 
 def _row_sums(weight: np.ndarray, connection: Connection) -> np.ndarray:
     """Σ of ``weight`` per target neuron; for a conv, the kernel sum of each output channel at every position
-    (an upper bound: zero padding only removes terms)."""
+    (an upper bound: zero padding only removes terms). A grouped kernel (C_out, C_in/groups, kH, kW) holds exactly
+    the taps of each output channel, so the same sum holds for any groups and dilation."""
     if not isinstance(connection.synapse, Conv):
         return weight.sum(axis=1)
     per_channel = weight.reshape(weight.shape[0], -1).sum(axis=1)

@@ -113,7 +113,7 @@ class FixedConnection:
 
     source: str
     target: str
-    weight: np.ndarray  # int64, (n_out, n_in) for dense; (C_out, C_in, kH, kW) for conv; even values in [−256, 254]
+    weight: np.ndarray  # int64, (n_out, n_in) for dense; (C_out, C_in/g, kH, kW) for conv; even values in [−256, 254]
     weight_exp: int
     delay_steps: int
     conv: Conv | None = None  # geometry of a convolution (its float weight is kept for reference only)
@@ -275,10 +275,13 @@ def activation_bounds(spec: FixedNetSpec, largest_payload: np.ndarray) -> dict[s
                 payload = np.ones(spec.populations[connection.source].size, dtype=np.int64)
             if connection.conv is None:
                 positive, negative = np.maximum(weight, 0) @ payload, np.maximum(-weight, 0) @ payload
-            else:  # (C_out, C_in, kH, kW) kernel: each input channel at its largest, each output channel everywhere
-                channel_max = payload.reshape(weight.shape[1], -1).max(axis=1)
-                positive = np.maximum(weight, 0).sum(axis=(2, 3)) @ channel_max
-                negative = np.maximum(-weight, 0).sum(axis=(2, 3)) @ channel_max
+            else:  # (C_out, C_in/groups, kH, kW): each input channel at its largest, each output channel everywhere
+                groups = int(connection.conv.groups)
+                channel_max = payload.reshape(weight.shape[1] * groups, -1).max(axis=1)
+                # the input channels each output channel reads: those of its group, (C_out, C_in/groups)
+                seen = np.repeat(channel_max.reshape(groups, weight.shape[1]), weight.shape[0] // groups, axis=0)
+                positive = (np.maximum(weight, 0).sum(axis=(2, 3)) * seen).sum(axis=1)
+                negative = (np.maximum(-weight, 0).sum(axis=(2, 3)) * seen).sum(axis=1)
                 positions = population.size // weight.shape[0]  # C·H·W order: channel-major
                 positive, negative = np.repeat(positive, positions), np.repeat(negative, positions)
             exponent = int(connection.weight_exp)

@@ -12,7 +12,8 @@ Input connections have delay 0 (the input current reaches the first layer in the
 connections between populations have delay ≥ 1 (Lava's Dense sends the previous step's activation). States start at
 zero for every sample. The readout sees rate_q = Σ_t λ^{T−t} s_q[t] / Σ_k λ^k and computes W·rate + b.
 
-Weights are (n_out, n_in) as in ``torch.nn.Linear`` and Lava's Dense; conv kernels (C_out, C_in, kH, kW) as in torch.
+Weights are (n_out, n_in) as in ``torch.nn.Linear`` and Lava's Dense; conv kernels (C_out, C_in/groups, kH, kW) as in
+torch (with torch's stride, padding, dilation and groups).
 Populations hold flat vectors; ``shape`` records (C, H, W) where a conv reads or writes them.
 """
 
@@ -125,19 +126,37 @@ class Dense:
 
 @dataclass(frozen=True, eq=False)
 class Conv:
-    """2-D convolution (cross-correlation, as torch.nn.functional.conv2d) from (C_in, H, W) to (C_out, H', W')."""
+    """2-D convolution (cross-correlation, as torch.nn.functional.conv2d) from (C_in, H, W) to (C_out, H', W').
 
-    weight: np.ndarray  # (C_out, C_in, kH, kW)
+    ``dilation`` spaces the kernel taps (torch's dilation); ``groups`` splits the channels into independent blocks,
+    so the kernel is (C_out, C_in/groups, kH, kW) and C_in, C_out are both divisible by it (groups = C_in = C_out:
+    depthwise). Files written before these fields existed load with the defaults (1, 1) and 1. Pooling is a
+    depthwise Conv with a constant kernel: see ``pool_conv``.
+    """
+
+    weight: np.ndarray  # (C_out, C_in/groups, kH, kW)
     input_shape: tuple[int, int, int]  # (C_in, H, W)
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
 
     def __post_init__(self) -> None:
         _array("Conv.weight", self.weight, 4)
-        if len(self.input_shape) != 3 or self.input_shape[0] != self.weight.shape[1]:
+        for name, low in (("stride", 1), ("padding", 0), ("dilation", 1)):
+            pair = getattr(self, name)
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise NetSpecError(f"Conv.{name}: expected two integers (height, width), got {pair!r}")
+            object.__setattr__(self, name, tuple(check_integer(f"Conv.{name}", n, low) for n in pair))
+        object.__setattr__(self, "groups", check_integer("Conv.groups", self.groups, 1))
+        c_out, c_in_per_group = (int(n) for n in self.weight.shape[:2])
+        if len(self.input_shape) != 3 or self.input_shape[0] != c_in_per_group * self.groups:
             raise NetSpecError(
-                f"Conv input shape {self.input_shape} does not match kernel in-channels {self.weight.shape[1]}"
+                f"Conv input shape {self.input_shape} does not match kernel in-channels {c_in_per_group} "
+                f"× groups {self.groups}"
             )
+        if c_out % self.groups:
+            raise NetSpecError(f"Conv out-channels {c_out} are not divisible by groups {self.groups}")
         if min(self.output_shape) <= 0:
             raise NetSpecError(f"Conv with kernel {self.weight.shape} gives an empty output on {self.input_shape}")
 
@@ -145,8 +164,10 @@ class Conv:
     def output_shape(self) -> tuple[int, int, int]:
         _, height, width = self.input_shape
         k_h, k_w = self.weight.shape[2:]
-        out_h = (height + 2 * self.padding[0] - k_h) // self.stride[0] + 1
-        out_w = (width + 2 * self.padding[1] - k_w) // self.stride[1] + 1
+        span_h = self.dilation[0] * (k_h - 1) + 1
+        span_w = self.dilation[1] * (k_w - 1) + 1
+        out_h = (height + 2 * self.padding[0] - span_h) // self.stride[0] + 1
+        out_w = (width + 2 * self.padding[1] - span_w) // self.stride[1] + 1
         return (int(self.weight.shape[0]), int(out_h), int(out_w))
 
     @property
@@ -156,6 +177,38 @@ class Conv:
     @property
     def out_size(self) -> int:
         return int(np.prod(self.output_shape))
+
+
+POOL_KINDS = ("sum", "avg")
+
+
+def pool_conv(
+    kind: str,
+    input_shape: tuple[int, int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int] | None = None,
+    padding: tuple[int, int] = (0, 0),
+) -> Conv:
+    """SumPool2d / AvgPool2d as a NetSpec synapse: a depthwise Conv (groups = C) with a constant kernel.
+
+    This is how NIR's SumPool2d and AvgPool2d (and torch's pooling layers) map onto a NetSpec: a "sum" pool has
+    kernel entries 1, an "avg" pool 1/(kH·kW) (torch's AvgPool2d with count_include_pad=True: zero padding counts).
+    ``stride`` defaults to ``kernel``, as in torch. Being an ordinary Conv, it is simulated, quantised (its weights
+    are quantised like any other kernel) and lowered to a native grouped convolution by every backend.
+
+    Raises:
+        NetSpecError: an unknown kind, or a geometry the Conv refuses.
+    """
+    if kind not in POOL_KINDS:
+        raise NetSpecError(f"pool kind {kind!r} is not one of {POOL_KINDS}")
+    if len(input_shape) != 3:
+        raise NetSpecError(f"pool input shape must be (C, H, W), got {input_shape!r}")
+    k_h, k_w = (check_integer("pool kernel", n, 1) for n in kernel)
+    channels = check_integer("pool channels", input_shape[0], 1)
+    value = 1.0 if kind == "sum" else 1.0 / (k_h * k_w)
+    weight = np.full((channels, 1, k_h, k_w), value, dtype=np.float64)
+    stride = (k_h, k_w) if stride is None else stride
+    return Conv(weight, tuple(input_shape), tuple(stride), tuple(padding), groups=channels)
 
 
 Synapse = Dense | Conv
@@ -402,7 +455,7 @@ def _from_dict(data: object, arrays: dict[str, np.ndarray], node_types: dict[str
             raise NetSpecError(f"unknown node type {kind!r}; known: {sorted(node_types)}")
         cls = node_types[kind]
         kwargs = {f.name: _from_dict(data[f.name], arrays, node_types) for f in fields(cls) if f.name in data}
-        for key in ("shape", "input_shape", "stride", "padding"):
+        for key in ("shape", "input_shape", "stride", "padding", "dilation"):
             if key in kwargs:
                 kwargs[key] = tuple(int(v) for v in kwargs[key])
         if "connections" in kwargs:

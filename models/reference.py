@@ -110,7 +110,14 @@ class _ConvSynapse:
 
     def apply(self, source: np.ndarray, out: np.ndarray) -> None:
         images = torch.from_numpy(source).reshape(source.shape[0], *self.conv.input_shape)
-        result = functional.conv2d(images, self.weight, stride=self.conv.stride, padding=self.conv.padding)
+        result = functional.conv2d(
+            images,
+            self.weight,
+            stride=self.conv.stride,
+            padding=self.conv.padding,
+            dilation=self.conv.dilation,
+            groups=self.conv.groups,
+        )
         np.copyto(out, result.reshape(source.shape[0], -1).numpy())
         if self.exponent is not None:
             np.rint(out, out=out)  # integer operands: removes any rounding a fast conv algorithm might add

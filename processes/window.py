@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 from lava.magma.core.process.variable import Var
@@ -66,6 +68,10 @@ class AbstractWindowedNeurons(AbstractProcess):
         check_window_steps(window_steps)  # after super(): Lava's __del__ needs an initialised process
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
+        # Recording taps: the state after each step's reset, sent every step (zeros at window step 1) so that a
+        # recorder can stream traces out of the graph; left unconnected, they cost one buffer copy per step.
+        self.v_out = OutPort(shape=shape)
+        self.u_out = OutPort(shape=shape)
         self.v = Var(shape=shape, init=0)
         self.vth = Var(shape=(1,), init=vth)
         self.dv = Var(shape=(1,), init=dv)
@@ -90,6 +96,15 @@ class AbstractWindowedNeuronModel(PyLoihiProcessModel):
         raise NotImplementedError("arithmetic() is supplied by a concrete neuron model")
 
     spike_dtype: type = np.float64  # the payload type of s_out: float64 (floating_pt) or int32 (fixed_pt)
+    # Recording taps, float64 in both precisions: integer states (24 bits) are exact in float64.
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    u_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+    def send_state(self, state: State) -> None:
+        """Send v and u (zeros for a kind without a current) on the recording taps."""
+        v = np.asarray(state["v"], dtype=np.float64)  # every kind has a voltage
+        self.v_out.send(v)
+        self.u_out.send(np.asarray(state["u"], dtype=np.float64) if "u" in state else np.zeros_like(v))
 
     def encode_spikes(self, spikes: np.ndarray) -> np.ndarray:
         """Boolean spikes as the payload type of ``s_out``."""
@@ -107,8 +122,10 @@ class AbstractWindowedNeuronModel(PyLoihiProcessModel):
             for values in state.values():
                 values[...] = 0
             self.s_out.send(self.encode_spikes(np.zeros(a_in.shape, dtype=bool)))
+            self.send_state(state)
             return
         arithmetic.integrate(state, a_in)
         spikes = arithmetic.fire(state)
         arithmetic.reset(state, spikes)
         self.s_out.send(self.encode_spikes(spikes))
+        self.send_state(state)

@@ -19,8 +19,10 @@ rate_decay > 0).
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -35,8 +37,9 @@ from lavaflow.models.fixed import FixedNetSpec, check_fixed_spec, check_payloads
 from lavaflow.models.netspec import NetSpec, check_integer, check_real
 from lavaflow.models.neurons import rate_normaliser
 from lavaflow.pipeline.lava.session import run_and_read
-from lavaflow.processes.network.process import SpikingNetwork
-from lavaflow.processes.sink.process import SpikeCounter
+from lavaflow.processes.kinds import process_kind
+from lavaflow.processes.network.process import RECORDABLE, SpikingNetwork
+from lavaflow.processes.sink.process import SpikeCounter, TraceRecorder
 from lavaflow.processes.source.process import PayloadSource
 
 
@@ -53,6 +56,8 @@ class LavaGraph:
         num_samples: N, the samples before padding to whole windows.
         window_steps: Lava steps per sample window, T + 1.
         record: the population whose spikes the sink counts.
+        recorder: buffers the recorded traces (None when nothing is recorded).
+        traces: the recorded "population.variable" names, in the order of the recorder's values.
     """
 
     source: PayloadSource
@@ -63,6 +68,8 @@ class LavaGraph:
     num_samples: int
     window_steps: int
     record: str
+    recorder: TraceRecorder | None = None
+    traces: tuple[str, ...] = ()
 
     @property
     def num_steps(self) -> int:
@@ -81,6 +88,9 @@ class LavaResult:
         predictions: (N,) arg-max of the logits.
         seconds: wall time of compile, run, read-out and stop.
         run_seconds: wall time of the steps alone.
+        records: "population.variable" → (N, T, n) per-step values after the reset, as models.reference records
+            them (transposed to samples first): spikes uint8, v and u float64 (int64 in 24-bit LSBs in fixed
+            point).
     """
 
     counts: dict[str, np.ndarray]
@@ -89,6 +99,7 @@ class LavaResult:
     predictions: np.ndarray
     seconds: float
     run_seconds: float
+    records: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------------ graph
@@ -99,6 +110,7 @@ def build_lava_graph(
     fused: bool,
     batch_size: int,
     record: str | None = None,
+    traces: Sequence[str] = (),
 ) -> LavaGraph:
     """Build source → network → sink for ``payloads`` (not yet compiled; run it with ``run_config``).
 
@@ -109,6 +121,7 @@ def build_lava_graph(
         fused: the fused CPU model (True) or the plain Dense + neuron graph that targets Loihi (False).
         batch_size: samples side by side in the fused model; the plain graph needs 1.
         record: the population whose spikes the sink counts (default: the readout source).
+        traces: "population.variable" names ("spikes", "v", and "u" for CUBA kinds) to record every step.
 
     Raises:
         NetSpecError: an invalid spec (NaN in its arrays, a FixedNetSpec value outside its Lava bit width, an a_in
@@ -139,6 +152,7 @@ def build_lava_graph(
     else:
         spec.input.check_values(payloads)
     populations, projections = network_records(spec)
+    traced = trace_indices(spec, traces)
     num_samples = payloads.shape[0]
     padded = -(-num_samples // batch_size) * batch_size
     if padded != num_samples:  # whole windows: the padding samples are zeros and are dropped after the run
@@ -152,6 +166,7 @@ def build_lava_graph(
         output=names.index(record),
         batch_size=batch_size,
         window_steps=window_steps,
+        record=traced,
         name="network",
     )
     sink = SpikeCounter(
@@ -164,7 +179,42 @@ def build_lava_graph(
     )
     source.s_out.connect(network.s_in)
     network.s_out.connect(sink.a_in)
-    return LavaGraph(source, network, sink, fused, batch_size, num_samples, window_steps, record)
+    recorder = None
+    if traced:
+        recorder = TraceRecorder(
+            size=sum(populations[index].size for index, _ in traced),
+            num_samples=padded,
+            batch_size=batch_size,
+            window_steps=window_steps,
+            name="recorder",
+        )
+        network.r_out.connect(recorder.a_in)
+    return LavaGraph(
+        source, network, sink, fused, batch_size, num_samples, window_steps, record, recorder, tuple(traces)
+    )
+
+
+def trace_indices(spec: NetSpec | FixedNetSpec, traces: Sequence[str]) -> tuple[tuple[int, str], ...]:
+    """(population index, variable) of each "population.variable" name, checked before anything is built.
+
+    Raises:
+        NetSpecError: a name that is not a string of a population and one of its recordable variables (listed).
+    """
+    if isinstance(traces, str):
+        raise NetSpecError(f"record must be a sequence of names, got the string {traces!r}")
+    populations, _ = network_records(spec)
+    valid: dict[str, tuple[int, str]] = {}
+    for index, (name, population) in enumerate(zip(spec.populations, populations, strict=True)):
+        state = process_kind(population).float_arithmetic(population).state_names
+        for variable in RECORDABLE:
+            if variable == "spikes" or variable in state:
+                valid[f"{name}.{variable}"] = (index, variable)
+    for item in traces:
+        if not isinstance(item, str) or item not in valid:
+            raise NetSpecError(f"cannot record {item!r}; choose from {sorted(valid)}")
+    if len(set(traces)) != len(traces):
+        raise NetSpecError(f"record names each trace once, got {list(traces)}")
+    return tuple(valid[item] for item in traces)
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -176,6 +226,7 @@ def run_lava(
     fused: bool = True,
     batch_size: int = 32,
     timeout_s: float | None = None,
+    record: Sequence[str] = (),
 ) -> LavaResult:
     """Simulate N samples on Lava's CPU simulator: one compile, one run, one read of the sink.
 
@@ -187,11 +238,14 @@ def run_lava(
         fused: the fused, batched CPU model (fast) or the plain Dense + neuron graph (the Loihi graph).
         batch_size: samples side by side in the fused model (the plain graph runs one at a time).
         timeout_s: kill the run and raise if it takes longer.
+        record: "population.variable" names ("spikes", "v", and "u" for CUBA kinds) to return per step, as
+            models.reference.simulate records them; streamed out of the graph once per sample window.
 
     Returns:
-        Counts, rates, logits and predictions of the N samples, and the wall time.
+        Counts, rates, logits and predictions of the N samples, the records, and the wall time.
 
     Raises:
+        NetSpecError: an unknown record name (the message lists the valid ones), before anything runs.
         BackendError: an unknown backend, "loihi2" (without lava-loihi; with it, because our neuron processes
             have no Loihi 2 microcode model), or a spec of the wrong precision for the backend.
         DataError: inputs of the wrong shape, with NaN/inf, rate input other than 0/1, or (fixed point) not
@@ -210,14 +264,43 @@ def run_lava(
             "--backend lava-fixed for bit-accurate results and deploy netx bundles to the chip"
         )
     simulated, payloads = _spec_and_payloads(spec, inputs, backend)
+    trace_indices(simulated, record)  # refuse an unknown name before the graph is built
     batch = min(batch_size, payloads.shape[0]) if fused else 1  # no window wider than the data
-    graph = build_lava_graph(simulated, payloads, fused=fused, batch_size=batch)
+    graph = build_lava_graph(simulated, payloads, fused=fused, batch_size=batch, traces=record)
     started = time.perf_counter()
-    # The sink streams each window's counts to the host: one pass, not Var.get's ~20k values/s.
-    timed = run_and_read(graph.sink, graph.num_steps, config, graph.sink.receive_counts, timeout_s=timeout_s)
+    # The sink streams each window's counts to the host (and the recorder its traces): one pass each, not
+    # Var.get's ~20k values/s.
+    timed = run_and_read(graph.sink, graph.num_steps, config, partial(_read, graph), timeout_s=timeout_s)
     seconds = time.perf_counter() - started
-    counts, weighted = (values[: graph.num_samples] for values in timed.value)
-    return _summarise(simulated, graph.record, counts, weighted, seconds, timed.run_seconds)
+    (counts, weighted), traces = timed.value
+    counts, weighted = counts[: graph.num_samples], weighted[: graph.num_samples]
+    result = _summarise(simulated, graph.record, counts, weighted, seconds, timed.run_seconds)
+    return dataclasses.replace(result, records=_split_traces(simulated, graph, traces))
+
+
+def _read(graph: LavaGraph) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
+    """The sink's counts and the recorder's traces (None without one), read after the run."""
+    traces = None if graph.recorder is None else graph.recorder.receive_traces()
+    return graph.sink.receive_counts(), traces
+
+
+def _split_traces(spec: NetSpec | FixedNetSpec, graph: LavaGraph, traces: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The recorder's (N_padded, T, R) values as {name: (N, T, n)} in the reference simulator's dtypes."""
+    if traces is None:
+        return {}
+    records, start = {}, 0
+    for name in graph.traces:
+        population, _, variable = name.rpartition(".")
+        size = spec.populations[population].size
+        values = traces[: graph.num_samples, :, start : start + size]
+        start += size
+        if variable == "spikes":
+            records[name] = np.rint(values).astype(np.uint8)
+        elif isinstance(spec, FixedNetSpec):
+            records[name] = np.rint(values).astype(np.int64)
+        else:
+            records[name] = np.ascontiguousarray(values)
+    return records
 
 
 def _spec_and_payloads(

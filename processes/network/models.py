@@ -19,7 +19,7 @@ from lava.utils.weightutils import SignMode
 from lavaflow.processes.delay.process import DelayGate
 from lavaflow.processes.dynamics import NeuronArithmetic
 from lavaflow.processes.kinds import neuron_process, process_kind
-from lavaflow.processes.network.process import ExponentShift, SpikingNetwork
+from lavaflow.processes.network.process import ExponentShift, SpikingNetwork, TraceJoin
 from lavaflow.processes.synapses import LinearMap, lava_conv_arguments, linear_map, shift
 from lavaflow.processes.topology import INPUT_SOURCE, Population, Projection
 from lavaflow.processes.window import FIRST_WINDOW_STEP, window_position
@@ -69,6 +69,19 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
         # its longest outgoing delay: a projection of delay d reads entry d − 1, s[t − d] (d = 1 is Dense's step).
         depths = [max((p.delay for p in projections if p.source == i), default=1) for i in range(len(populations))]
         self.spike_history = [[np.zeros(shape) for _ in range(d)] for shape, d in zip(shapes, depths, strict=True)]
+        self.record: tuple[tuple[int, str], ...] = tuple(proc_params["record"])
+        self.record_size = max(1, sum(self.sizes[index] for index, _ in self.record))
+
+    def send_traces(self, spikes: list[np.ndarray] | None) -> None:
+        """Send the recorded traces of this step on ``r_out``, (B, Σ n) flattened; zeros at window step 1."""
+        if spikes is None or not self.record:
+            self.r_out.send(np.zeros(self.batch_size * self.record_size))
+            return
+        traces = [
+            spikes[index] if variable == "spikes" else self.states[index].get(variable, np.zeros_like(spikes[index]))
+            for index, variable in self.record
+        ]
+        self.r_out.send(np.concatenate(traces, axis=1, dtype=np.float64).reshape(-1))
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
         raise NotImplementedError("neuron_arithmetic() is supplied by a concrete network model")
@@ -100,6 +113,7 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
                     spikes[...] = 0.0
             self.previous_input = payload
             self.s_out.send(self.encode_spikes(self.spike_history[self.output][0]).reshape(-1))
+            self.send_traces(None)
             return
         a_in = []
         for incoming, size in zip(self.incoming, self.sizes, strict=True):
@@ -119,6 +133,7 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
             history.pop()
         self.previous_input = payload
         self.s_out.send(self.encode_spikes(spikes[self.output]).reshape(-1))
+        self.send_traces(spikes)
 
 
 @implements(proc=SpikingNetwork, protocol=LoihiProtocol)
@@ -129,6 +144,7 @@ class PySpikingNetworkModelFloat(AbstractPyNetworkModel):
 
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    r_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
         return process_kind(population).float_arithmetic(population)
@@ -151,6 +167,7 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
 
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    r_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)  # integer states ≤ 24 bits: exact in float64
     state_dtype = np.int64
     spike_dtype = np.int32
 
@@ -230,6 +247,23 @@ class SubSpikingNetworkModel(AbstractSubProcessModel):
             else:
                 self._connect_conv(f"{proc.name}_conv_{index}", index, projection, source, target)
         neurons[int(params["output"])].s_out.connect(proc.out_ports.s_out)
+        self._connect_traces(proc, neurons, tuple(params["record"]))
+
+    def _connect_traces(self, proc: SpikingNetwork, neurons: list, record: tuple[tuple[int, str], ...]) -> None:
+        """The recorded neurons' s_out / v_out / u_out, joined in ``record`` order by TraceJoin, onto r_out."""
+        if not record:
+            return  # r_out stays unconnected: nothing sends on it, and nothing may read it
+        taps = {"spikes": "s_out", "v": "v_out", "u": "u_out"}
+        joined: AbstractPort = getattr(neurons[record[0][0]], taps[record[0][1]])
+        size = int(neurons[record[0][0]].v.shape[0])
+        for position, (index, variable) in enumerate(record[1:], start=1):
+            extra = int(neurons[index].v.shape[0])
+            join = TraceJoin(sizes=(size, extra), name=f"{proc.name}_trace_join_{position}")
+            setattr(self, f"trace_join_{position}", join)
+            joined.connect(join.a_in)
+            getattr(neurons[index], taps[variable]).connect(join.b_in)
+            joined, size = join.out, size + extra
+        joined.connect(proc.out_ports.r_out)
 
     def _connect_delayed(
         self, name: str, index: int, projection: Projection, source: AbstractPort, target: InPort, window_steps: int
@@ -328,3 +362,17 @@ class PyExponentShiftModelFixed(PyLoihiProcessModel):
     def run_spk(self) -> None:
         shifted = shift(self.a_in.recv().astype(np.int64), int(self.proc_params["weight_exp"]))
         self.a_out.send(shifted.astype(np.int32))
+
+
+@implements(proc=TraceJoin, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt", "fixed_pt")
+class PyTraceJoinModel(PyLoihiProcessModel):
+    """out = [a_in, b_in] in float64, in the step they arrive (recorded integer states are exact in float64)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    b_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+    def run_spk(self) -> None:
+        self.out.send(np.concatenate([self.a_in.recv(), self.b_in.recv()]).astype(np.float64))

@@ -12,6 +12,8 @@ from lavaflow.processes.kinds import check_kinds
 from lavaflow.processes.topology import Population, Projection, check_topology
 from lavaflow.processes.window import check_window_steps
 
+RECORDABLE = ("spikes", "v", "u")  # what SpikingNetwork can record per population ("u": CUBA current)
+
 
 class SpikingNetwork(AbstractProcess):
     """Populations of neurons (the kinds of lavaflow.processes.kinds) joined by Dense or Conv projections.
@@ -34,6 +36,7 @@ class SpikingNetwork(AbstractProcess):
         output: index of the population sent on ``s_out``.
         batch_size: B.
         window_steps: Lava steps per sample, T + 1.
+        record: (population index, "spikes" | "v" | "u") traces sent on ``r_out`` every step, after the reset.
         name: process name.
         log_config: Lava's logging configuration.
     """
@@ -47,10 +50,12 @@ class SpikingNetwork(AbstractProcess):
         output: int,
         batch_size: int,
         window_steps: int,
+        record: Sequence[tuple[int, str]] = (),
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
         populations, projections = tuple(populations), tuple(projections)
+        record = tuple((int(index), str(variable)) for index, variable in record)
         super().__init__(
             input_size=input_size,
             populations=populations,
@@ -58,6 +63,7 @@ class SpikingNetwork(AbstractProcess):
             output=output,
             batch_size=batch_size,
             window_steps=window_steps,
+            record=record,
             name=name,
             log_config=log_config,
         )
@@ -69,6 +75,28 @@ class SpikingNetwork(AbstractProcess):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.s_in = InPort(shape=(batch_size * input_size,))
         self.s_out = OutPort(shape=(batch_size * populations[output].size,))
+        for index, variable in record:
+            if not 0 <= index < len(populations) or variable not in RECORDABLE:
+                raise ValueError(f"cannot record {variable!r} of population {index}; variables are {RECORDABLE}")
+        # The recorded traces of each step, per sample concatenated in ``record`` order; one dummy value without.
+        self.r_out = OutPort(shape=(batch_size * max(1, sum(populations[i].size for i, _ in record)),))
+
+
+class TraceJoin(AbstractProcess):
+    """Concatenates two vectors within a step (no delay): the Loihi graph joins its recorded traces with a chain
+    of these, because Lava 0.10 cannot connect a ConcatPort.
+
+    Args:
+        sizes: (m, k), the lengths of ``a_in`` and ``b_in``; ``out`` carries m + k values.
+        name: process name.
+        log_config: Lava's logging configuration.
+    """
+
+    def __init__(self, *, sizes: tuple[int, int], name: str | None = None, log_config: LogConfig | None = None) -> None:
+        super().__init__(sizes=sizes, name=name, log_config=log_config)
+        self.a_in = InPort(shape=(sizes[0],))
+        self.b_in = InPort(shape=(sizes[1],))
+        self.out = OutPort(shape=(sizes[0] + sizes[1],))
 
 
 class ExponentShift(AbstractProcess):

@@ -10,7 +10,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lavaflow.processes.sink.process import SpikeCounter
+from lavaflow.processes.sink.process import SpikeCounter, TraceRecorder
 from lavaflow.processes.window import window_position
 
 
@@ -46,3 +46,30 @@ class PySpikeCounterModel(PyLoihiProcessModel):
         self.weighted_counts[rows] += values
         if step == self.window_steps:
             self.window_counts.send(np.stack([self.counts[rows].reshape(-1), self.weighted_counts[rows].reshape(-1)]))
+
+
+@implements(proc=TraceRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt", "fixed_pt")
+class PyTraceRecorderModel(PyLoihiProcessModel):
+    """Keeps each window's steps ≥ first_step in a buffer and sends it to the host pipe at the window's last step."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    window_traces: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)
+        self.window_steps = int(proc_params["window_steps"])
+        self.first_step = int(proc_params["first_step"])
+        self.buffer: np.ndarray | None = None
+
+    def run_spk(self) -> None:
+        values = self.a_in.recv()
+        _, step = window_position(self.time_step, self.window_steps)
+        if step < self.first_step:
+            return
+        if self.buffer is None:
+            self.buffer = np.zeros((self.window_steps - self.first_step + 1, values.size))
+        self.buffer[step - self.first_step] = values
+        if step == self.window_steps:
+            self.window_traces.send(self.buffer)

@@ -86,3 +86,59 @@ class SpikeCounter(AbstractProcess):
         windows = [port.external_pipe_csp_recv_port.recv() for _ in range(port.external_pipe_buffer_size)]
         rows = np.stack(windows).reshape(len(windows), 2, -1, self._size)  # (window, kind, B, n)
         return rows[:, 0].reshape(-1, self._size), rows[:, 1].reshape(-1, self._size)
+
+
+class TraceRecorder(AbstractProcess):
+    """Buffers the recorded traces of each sample window and streams them to the host, one message per window.
+
+    Receives B·R values per step (B samples side by side, each the concatenation of R recorded values) and keeps
+    window steps ``first_step`` … ``window_steps`` (for our windows 2 … T + 1, the T dynamics steps); at the last
+    step of a window it sends them, (K, B·R), through an external pipe buffered for every window, so the host
+    reads everything in one pass after the run (``receive_traces``), never per step with ``Var.get``.
+
+    Args:
+        size: R, the values per sample and step.
+        num_samples: N, a multiple of ``batch_size``.
+        batch_size: samples per window, B.
+        window_steps: Lava steps per window.
+        first_step: the first window step kept.
+        name: process name.
+        log_config: Lava's logging configuration.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        num_samples: int,
+        batch_size: int,
+        window_steps: int,
+        first_step: int = 2,
+        name: str | None = None,
+        log_config: LogConfig | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size, window_steps=window_steps, first_step=first_step, name=name, log_config=log_config
+        )
+        if size < 1 or batch_size < 1 or num_samples < 1 or num_samples % batch_size:
+            raise ValueError(f"size={size} and num_samples={num_samples} must be positive multiples of batch_size")
+        if not 1 <= first_step <= check_window_steps(window_steps):
+            raise ValueError(f"first_step={first_step} must lie in the window 1..{window_steps}")
+        steps = window_steps - first_step + 1
+        self.a_in = InPort(shape=(batch_size * size,))
+        self.window_traces = OutPort(shape=(steps, batch_size * size))
+        self.window_traces.flag_external_pipe(buffer_size=num_samples // batch_size)  # room for every window
+        self._size, self._batch_size, self._steps = size, batch_size, steps
+
+    def receive_traces(self) -> np.ndarray:
+        """Host side, after a run over every window: (N, K, R) float64, K the kept steps per window.
+
+        Raises:
+            RuntimeError: the graph has not been run (there is no pipe yet).
+        """
+        port = self.window_traces
+        if not hasattr(port, "external_pipe_csp_recv_port"):
+            raise RuntimeError("receive_traces() needs a run: the pipe exists once the runtime is created")
+        windows = [port.external_pipe_csp_recv_port.recv() for _ in range(port.external_pipe_buffer_size)]
+        rows = np.stack(windows).reshape(len(windows), self._steps, self._batch_size, self._size)
+        return rows.transpose(0, 2, 1, 3).reshape(-1, self._steps, self._size)
