@@ -34,6 +34,7 @@ from lavaflow.models.errors import NetSpecError
 from lavaflow.models.fixed import FixedNetSpec, FixedPopulation
 from lavaflow.models.kinds import kind_of
 from lavaflow.models.kinds.cuba_refractory import CubaRefractoryNeurons
+from lavaflow.models.kinds.li import LeakyIntegrator
 from lavaflow.models.kinds.lif_potential import RESET_MODES, PotentialLIFNeurons
 from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons, SoftResetNeurons
 from lavaflow.processes.topology import (
@@ -42,6 +43,7 @@ from lavaflow.processes.topology import (
     Convolution,
     CubaPopulation,
     CubaRefractoryPopulation,
+    LeakyIntegratorPopulation,
     Population,
     PotentialLIFPopulation,
     Projection,
@@ -167,6 +169,27 @@ def _cuba_fixed(population: FixedPopulation) -> Population:
     )
 
 
+def _li_float(neurons: LeakyIntegrator) -> Population:
+    return LeakyIntegratorPopulation(
+        size=neurons.size,
+        vth=0.0,
+        du=float(neurons.current_decay),
+        dv=float(neurons.voltage_decay),
+        bias_mant=neurons.bias.astype(np.float64),
+    )
+
+
+def _li_fixed(population: FixedPopulation) -> Population:
+    return LeakyIntegratorPopulation(
+        size=population.size,
+        vth=int(population.vth),
+        du=int(population.du),
+        dv=int(population.dv),
+        bias_mant=population.bias_mant.astype(np.int64),
+        bias_exp=int(population.bias_exp),
+    )
+
+
 def _cuba_refractory_float(neurons: CubaRefractoryNeurons) -> Population:
     return CubaRefractoryPopulation(
         size=neurons.size,
@@ -229,6 +252,7 @@ POPULATION_BUILDERS: MappingProxyType[str, PopulationBuilders] = MappingProxyTyp
         "soft_reset": PopulationBuilders(float_record=_soft_reset_float, fixed_record=_soft_reset_fixed),
         "cuba": PopulationBuilders(float_record=_cuba_float, fixed_record=_cuba_fixed),
         "cuba_refractory": PopulationBuilders(float_record=_cuba_refractory_float, fixed_record=_cuba_refractory_fixed),
+        "li": PopulationBuilders(float_record=_li_float, fixed_record=_li_fixed),
         "lif_potential": PopulationBuilders(float_record=_lif_potential_float, fixed_record=_lif_potential_fixed),
     }
 )

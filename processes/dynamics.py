@@ -18,7 +18,7 @@ bit-accurate LIF (lava.proc.lif.models.PyLifModelBitAcc):
     CUBA:        u ← wrap(decay(u, du + 1) + (a_in << 6));   v ← saturate(decay(v, dv) + u + bias);
                  s = [v > vth << 6];   v ← 0 where s
 
-(the refractory CUBA and the leak/reset-potential LIF give theirs in their classes below)
+(the refractory CUBA, the leak/reset-potential LIF and the non-spiking leaky integrator give theirs below)
 with bias = bias_mant << bias_exp, decay(x, d) = sign(x)·((|x|·(4096 − d)) >> 12), saturate to ±(2^23 − 1) and
 Lava's one conditional ±2^24 wrap of the current. Why ≥ for soft reset: IDE and SPIDE define the firing rate as
 clamp(I / D, 0, 1), which needs v ≥ θ (Lava's LIF fires only at v > θ, so a neuron driven by exactly θ per step
@@ -305,3 +305,50 @@ class PotentialLIFFixed(NeuronArithmetic):
         else:
             reset = np.full_like(voltage, int(self.v_reset) << THRESHOLD_SHIFT)
         state["v"][...] = np.where(spikes, reset, voltage)
+
+
+# ------------------------------------------------------------------------------------------------ leaky integrator
+@dataclass(frozen=True)
+class LIFloat(NeuronArithmetic):
+    """Non-spiking leaky integrator (NIR LI) in float64: CubaFloat's integrate, no threshold, never fires."""
+
+    du: float
+    dv: float
+    bias: np.ndarray | float
+
+    state_names: ClassVar[tuple[str, ...]] = ("u", "v")
+
+    def integrate(self, state: State, a_in: np.ndarray) -> None:
+        current, voltage = state["u"], state["v"]  # in place, in Lava's (and the reference's) order
+        current *= 1.0 - self.du
+        current += a_in
+        voltage *= 1.0 - self.dv
+        voltage += current
+        voltage += self.bias
+
+    def fire(self, state: State) -> np.ndarray:
+        return np.zeros(state["v"].shape, dtype=bool)
+
+    def reset(self, state: State, spikes: np.ndarray) -> None:
+        return None  # nothing fires, nothing resets
+
+
+@dataclass(frozen=True)
+class LIFixed(NeuronArithmetic):
+    """Non-spiking leaky integrator in Lava's integers: CubaFixed's integrate (wrapping u, saturating v), no fire."""
+
+    du: int
+    dv: int
+    bias: np.ndarray | int
+
+    state_names: ClassVar[tuple[str, ...]] = ("u", "v")
+
+    def integrate(self, state: State, a_in: np.ndarray) -> None:
+        state["u"][...] = wrap(decay(state["u"], int(self.du) + CURRENT_DECAY_OFFSET) + shifted_input(a_in))
+        state["v"][...] = saturate(decay(state["v"], self.dv) + np.asarray(state["u"], dtype=np.int64) + self.bias)
+
+    def fire(self, state: State) -> np.ndarray:
+        return np.zeros(state["v"].shape, dtype=bool)
+
+    def reset(self, state: State, spikes: np.ndarray) -> None:
+        return None  # nothing fires, nothing resets

@@ -22,6 +22,8 @@ from lavaflow.processes.dynamics import (
     CubaFloat,
     CubaRefractoryFixed,
     CubaRefractoryFloat,
+    LIFixed,
+    LIFloat,
     NeuronArithmetic,
     PotentialLIFFixed,
     PotentialLIFFloat,
@@ -29,11 +31,13 @@ from lavaflow.processes.dynamics import (
     SoftResetFloat,
     effective_bias,
 )
+from lavaflow.processes.li.process import LeakyIntegratorNeurons
 from lavaflow.processes.lif_potential.process import PotentialLIF
 from lavaflow.processes.soft_reset.process import SoftResetLIF
 from lavaflow.processes.topology import (
     CubaPopulation,
     CubaRefractoryPopulation,
+    LeakyIntegratorPopulation,
     Population,
     PotentialLIFPopulation,
     SoftResetPopulation,
@@ -110,6 +114,14 @@ def _lif_potential_process(p: PotentialLIFPopulation, common: dict[str, Any]) ->
     return PotentialLIF(v_reset=p.v_reset, leak=p.leak, reset_mode=int(p.reset_mode), **common)
 
 
+def _li_float(p: LeakyIntegratorPopulation) -> NeuronArithmetic:
+    return LIFloat(du=float(p.du), dv=float(p.dv), bias=_float_bias(p))
+
+
+def _li_fixed(p: LeakyIntegratorPopulation) -> NeuronArithmetic:
+    return LIFixed(du=int(p.du), dv=int(p.dv), bias=_fixed_bias(p))
+
+
 PROCESS_KINDS: MappingProxyType[str, ProcessKind] = MappingProxyType(
     {
         "soft_reset": ProcessKind(
@@ -124,6 +136,9 @@ PROCESS_KINDS: MappingProxyType[str, ProcessKind] = MappingProxyType(
         ),
         "lif_potential": ProcessKind(
             PotentialLIFPopulation, _lif_potential_float, _lif_potential_fixed, _lif_potential_process
+        ),
+        "li": ProcessKind(
+            LeakyIntegratorPopulation, _li_float, _li_fixed, lambda p, c: LeakyIntegratorNeurons(du=p.du, **c)
         ),
     }
 )

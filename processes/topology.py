@@ -75,6 +75,19 @@ class PotentialLIFPopulation:
     bias_exp: int = 0
 
 
+@dataclass(frozen=True, eq=False)
+class LeakyIntegratorPopulation:
+    """Parameters of a LeakyIntegratorNeurons population (see lavaflow.processes.li.process); vth is unused."""
+
+    kind: ClassVar[str] = "li"
+    size: int
+    vth: float
+    du: float
+    dv: float
+    bias_mant: np.ndarray  # (size,)
+    bias_exp: int = 0
+
+
 class Population(Protocol):
     """What every population record has; its ``kind`` picks its row of lavaflow.processes.kinds.PROCESS_KINDS."""
 

@@ -15,6 +15,7 @@ from lavaflow.models.fixed import FIXED_KINDS, FixedNetSpec
 from lavaflow.models.kinds import KINDS, kind_named, kind_of
 from lavaflow.models.kinds.base import NeuronKind
 from lavaflow.models.kinds.cuba_refractory import CubaRefractoryNeurons
+from lavaflow.models.kinds.li import LeakyIntegrator
 from lavaflow.models.kinds.lif_potential import PotentialLIFNeurons
 from lavaflow.models.netspec import (
     INPUT,
@@ -24,6 +25,7 @@ from lavaflow.models.netspec import (
     Dense,
     Input,
     NetSpec,
+    Neurons,
     Readout,
     SoftResetNeurons,
 )
@@ -49,7 +51,7 @@ class BogusNeurons:
         return 1.0 - self.voltage_decay
 
 
-def _neurons(kind: str, size: int) -> SoftResetNeurons | CubaNeurons | CubaRefractoryNeurons | PotentialLIFNeurons:
+def _neurons(kind: str, size: int) -> Neurons:
     bias = np.full(size, 0.05)
     if kind == "soft_reset":  # the test's own table of examples, one per kind of the registry
         return SoftResetNeurons(bias=bias, threshold=1.0, voltage_decay=0.125)
@@ -63,6 +65,8 @@ def _neurons(kind: str, size: int) -> SoftResetNeurons | CubaNeurons | CubaRefra
         return PotentialLIFNeurons(
             bias=bias, threshold=1.0, voltage_decay=0.125, leak_potential=0.25, reset_potential=-0.25
         )
+    if kind == "li":
+        return LeakyIntegrator(bias=bias, current_decay=0.5, voltage_decay=0.125)
     raise AssertionError(f"tests/test_kinds.py has no example population for the kind {kind!r}: add one")
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from lavaflow.models.errors import NetSpecError
 from lavaflow.models.kinds.cuba_refractory import CubaRefractoryNeurons
+from lavaflow.models.kinds.li import LeakyIntegrator
 from lavaflow.models.kinds.lif_potential import PotentialLIFNeurons
 from lavaflow.models.netspec import (
     INPUT,
@@ -40,6 +41,7 @@ def every_node_spec(rng: np.random.Generator) -> NetSpec:
         "potential": PotentialLIFNeurons(
             rng.normal(size=2), 1.0, 0.2, leak_potential=-0.3, reset_potential=-0.5, reset_mode="subtract"
         ),
+        "li": LeakyIntegrator(rng.normal(size=2), current_decay=0.5, voltage_decay=0.25),
     }
     connections = (
         Connection(INPUT, "conv", conv, delay_steps=0),
@@ -48,6 +50,7 @@ def every_node_spec(rng: np.random.Generator) -> NetSpec:
         Connection("hidden", "out", Dense(rng.normal(size=(4, 20)))),
         Connection("hidden", "refractory", Dense(rng.normal(size=(3, 20)))),
         Connection("refractory", "potential", Dense(rng.normal(size=(2, 3)))),
+        Connection("potential", "li", Dense(rng.normal(size=(2, 2)))),
     )
     readout = Readout("out", rng.normal(size=(3, 4)), rng.normal(size=3), rate_decay=0.05)
     return NetSpec(Input((1, 6, 6), "current"), populations, connections, readout, 7, {"method": "test"})
@@ -62,7 +65,8 @@ def test_round_trip_is_exact_for_every_node_class(tmp_path: Path) -> None:
     spec.save(tmp_path / "net.npz")
     loaded = NetSpec.load(tmp_path / "net.npz")
     assert_netspec_equal(spec, loaded)
-    assert list(loaded.populations) == ["conv", "hidden", "out", "refractory", "potential"]  # update order survives
+    order = ["conv", "hidden", "out", "refractory", "potential", "li"]
+    assert list(loaded.populations) == order  # update order survives
     assert loaded.connections[2].delay_steps == 2 and loaded.metadata == {"method": "test"}
     assert loaded.connections[0].synapse.output_shape == (2, 6, 6)
 

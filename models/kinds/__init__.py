@@ -14,12 +14,13 @@ from lavaflow.models.errors import NetSpecError
 from lavaflow.models.kinds.base import NeuronKind
 from lavaflow.models.kinds.cuba import KIND as CUBA
 from lavaflow.models.kinds.cuba_refractory import KIND as CUBA_REFRACTORY
+from lavaflow.models.kinds.li import KIND as LI
 from lavaflow.models.kinds.lif_potential import KIND as LIF_POTENTIAL
 from lavaflow.models.kinds.soft_reset import KIND as SOFT_RESET
 
 # Read-only, built once: kind name → its parts, in the order NetSpec documents them.
 KINDS: MappingProxyType[str, NeuronKind] = MappingProxyType(
-    {k.name: k for k in (SOFT_RESET, CUBA, CUBA_REFRACTORY, LIF_POTENTIAL)}
+    {k.name: k for k in (SOFT_RESET, CUBA, CUBA_REFRACTORY, LIF_POTENTIAL, LI)}
 )
 NODE_CLASSES: tuple[type, ...] = tuple(k.node for k in KINDS.values())
 

@@ -1,0 +1,1 @@
+"""Non-spiking leaky integrator (NIR LI / CubaLI): Lava's CUBA arithmetic without a threshold, per-sample window."""
