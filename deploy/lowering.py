@@ -127,115 +127,67 @@ def _builders(kind: str) -> PopulationBuilders:
     return POPULATION_BUILDERS[kind]
 
 
+def _float_fields(neurons: Any) -> dict[str, Any]:
+    """The fields every float record shares: size, threshold (0 for a kind without one), bias as the mantissa."""
+    return {"size": neurons.size, "vth": float(neurons.threshold), "bias_mant": neurons.bias.astype(np.float64)}
+
+
+def _fixed_fields(population: FixedPopulation) -> dict[str, Any]:
+    """The fields every fixed record shares: size, vth, voltage decay, bias mantissa and exponent."""
+    return {"size": population.size, "vth": int(population.vth), "dv": int(population.dv),
+            "bias_mant": population.bias_mant.astype(np.int64), "bias_exp": int(population.bias_exp)}
+
+
 def _soft_reset_float(neurons: SoftResetNeurons) -> Population:
-    return SoftResetPopulation(
-        size=neurons.size,
-        vth=float(neurons.threshold),
-        v_reset=float(neurons.reset_potential),
-        dv=float(neurons.voltage_decay),
-        bias_mant=neurons.bias.astype(np.float64),
-    )
+    return SoftResetPopulation(**_float_fields(neurons), v_reset=float(neurons.reset_potential),
+                               dv=float(neurons.voltage_decay))
 
 
 def _soft_reset_fixed(population: FixedPopulation) -> Population:
-    return SoftResetPopulation(
-        size=population.size,
-        vth=int(population.vth),
-        v_reset=int(population.vth) - int(population.subtraction),  # a spike removes vth − v_reset = subtraction
-        dv=int(population.dv),
-        bias_mant=population.bias_mant.astype(np.int64),
-        bias_exp=int(population.bias_exp),
-    )
+    # a spike removes vth − v_reset = subtraction
+    return SoftResetPopulation(**_fixed_fields(population), v_reset=int(population.vth) - int(population.subtraction))
 
 
 def _cuba_float(neurons: CubaNeurons) -> Population:
-    return CubaPopulation(
-        size=neurons.size,
-        vth=float(neurons.threshold),
-        du=float(neurons.current_decay),
-        dv=float(neurons.voltage_decay),
-        bias_mant=neurons.bias.astype(np.float64),
-    )
+    return CubaPopulation(**_float_fields(neurons), du=float(neurons.current_decay), dv=float(neurons.voltage_decay))
 
 
 def _cuba_fixed(population: FixedPopulation) -> Population:
-    return CubaPopulation(
-        size=population.size,
-        vth=int(population.vth),
-        du=int(population.du),
-        dv=int(population.dv),
-        bias_mant=population.bias_mant.astype(np.int64),
-        bias_exp=int(population.bias_exp),
-    )
+    return CubaPopulation(**_fixed_fields(population), du=int(population.du))
 
 
 def _li_float(neurons: LeakyIntegrator) -> Population:
-    return LeakyIntegratorPopulation(
-        size=neurons.size,
-        vth=0.0,
-        du=float(neurons.current_decay),
-        dv=float(neurons.voltage_decay),
-        bias_mant=neurons.bias.astype(np.float64),
-    )
+    return LeakyIntegratorPopulation(**_float_fields(neurons), du=float(neurons.current_decay),
+                                     dv=float(neurons.voltage_decay))
 
 
 def _li_fixed(population: FixedPopulation) -> Population:
-    return LeakyIntegratorPopulation(
-        size=population.size,
-        vth=int(population.vth),
-        du=int(population.du),
-        dv=int(population.dv),
-        bias_mant=population.bias_mant.astype(np.int64),
-        bias_exp=int(population.bias_exp),
-    )
+    return LeakyIntegratorPopulation(**_fixed_fields(population), du=int(population.du))
 
 
 def _cuba_refractory_float(neurons: CubaRefractoryNeurons) -> Population:
-    return CubaRefractoryPopulation(
-        size=neurons.size,
-        vth=float(neurons.threshold),
-        du=float(neurons.current_decay),
-        dv=float(neurons.voltage_decay),
-        refractory=int(neurons.refractory_period),
-        bias_mant=neurons.bias.astype(np.float64),
-    )
+    return CubaRefractoryPopulation(**_float_fields(neurons), du=float(neurons.current_decay),
+                                    dv=float(neurons.voltage_decay), refractory=int(neurons.refractory_period))
 
 
 def _cuba_refractory_fixed(population: FixedPopulation) -> Population:
-    return CubaRefractoryPopulation(
-        size=population.size,
-        vth=int(population.vth),
-        du=int(population.du),
-        dv=int(population.dv),
-        refractory=int(population.refractory),
-        bias_mant=population.bias_mant.astype(np.int64),
-        bias_exp=int(population.bias_exp),
-    )
+    return CubaRefractoryPopulation(**_fixed_fields(population), du=int(population.du),
+                                    refractory=int(population.refractory))
 
 
 def _lif_potential_float(neurons: PotentialLIFNeurons) -> Population:
     return PotentialLIFPopulation(
-        size=neurons.size,
-        vth=float(neurons.threshold),
+        **_float_fields(neurons),
         dv=float(neurons.voltage_decay),
         v_reset=float(neurons.reset_potential),
         leak=neurons.voltage_decay * neurons.leak_potential,  # the reference's expression: the same float
         reset_mode=RESET_MODES.index(neurons.reset_mode),
-        bias_mant=neurons.bias.astype(np.float64),
     )
 
 
 def _lif_potential_fixed(population: FixedPopulation) -> Population:
-    return PotentialLIFPopulation(
-        size=population.size,
-        vth=int(population.vth),
-        dv=int(population.dv),
-        v_reset=int(population.v_reset),
-        leak=int(population.leak),
-        reset_mode=int(population.reset_mode),
-        bias_mant=population.bias_mant.astype(np.int64),
-        bias_exp=int(population.bias_exp),
-    )
+    return PotentialLIFPopulation(**_fixed_fields(population), v_reset=int(population.v_reset),
+                                  leak=int(population.leak), reset_mode=int(population.reset_mode))
 
 
 class PopulationBuilders(NamedTuple):
