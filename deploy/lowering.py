@@ -36,7 +36,7 @@ from lavaflow.models.kinds import kind_of
 from lavaflow.models.kinds.cuba_refractory import CubaRefractoryNeurons
 from lavaflow.models.kinds.li import LeakyIntegrator
 from lavaflow.models.kinds.lif_potential import RESET_MODES, PotentialLIFNeurons
-from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons, SoftResetNeurons
+from lavaflow.models.netspec import INPUT, Conv, CubaNeurons, NetSpec, Neurons, SoftResetNeurons, Sparse
 from lavaflow.processes.topology import (
     INPUT_SOURCE,
     MAX_DELAY,
@@ -48,6 +48,7 @@ from lavaflow.processes.topology import (
     PotentialLIFPopulation,
     Projection,
     SoftResetPopulation,
+    SparseLayout,
 )
 
 MAX_UNROLLED_WEIGHTS = 1 << 25  # entries conv_matrix unrolls at most (256 MiB in float64); the lowering unrolls none
@@ -69,11 +70,12 @@ def network_records(spec: NetSpec | FixedNetSpec) -> tuple[list[Population], lis
         from_input = connection.source == INPUT
         _check_delay(label, connection.source, connection.delay_steps)
         if isinstance(spec, FixedNetSpec):
-            weights, geometry, weight_exp = connection.weight, connection.conv, int(connection.weight_exp)
+            weights, weight_exp = connection.weight, int(connection.weight_exp)
+            geometry = connection.conv or connection.sparse
         else:
             synapse = connection.synapse
             weights, weight_exp = synapse.weight, 0
-            geometry = synapse if isinstance(synapse, Conv) else None
+            geometry = synapse if isinstance(synapse, (Conv, Sparse)) else None
         projections.append(
             Projection(
                 source=INPUT_SOURCE if from_input else index[connection.source],
@@ -81,7 +83,8 @@ def network_records(spec: NetSpec | FixedNetSpec) -> tuple[list[Population], lis
                 weights=weights,
                 weight_exp=weight_exp,
                 num_message_bits=GRADED_BITS if from_input and graded else SPIKE_BITS,
-                conv=None if geometry is None else convolution(geometry),
+                conv=convolution(geometry) if isinstance(geometry, Conv) else None,
+                sparse=sparse_layout(geometry) if isinstance(geometry, Sparse) else None,
                 delay=1 if from_input else int(connection.delay_steps),
             )
         )
@@ -95,6 +98,11 @@ def _check_delay(label: str, source: str, delay_steps: int) -> None:
             f"{label}: delay of {delay_steps} steps; the Lava export takes 1..{MAX_DELAY} steps between populations "
             f"(Loihi 2's synaptic delays, Lava's DelayDense, span 0..63 steps on top of Dense's own one)"
         )
+
+
+def sparse_layout(sparse: Sparse) -> SparseLayout:
+    """The layout record of a NetSpec Sparse (its indices; the values travel as the projection's weights)."""
+    return SparseLayout(sparse.rows.astype(np.int64), sparse.cols.astype(np.int64), tuple(sparse.shape))
 
 
 def convolution(conv: Conv) -> Convolution:

@@ -63,7 +63,7 @@ from lavaflow.models.fixed import (
 from lavaflow.models.kinds import kind_named, kind_of
 from lavaflow.models.kinds.base import CLIP_MARGIN as CLIP_MARGIN  # re-exported: its old home
 from lavaflow.models.kinds.base import decay_code
-from lavaflow.models.netspec import INPUT, Connection, Conv, Dense, NetSpec, Neurons, check_real
+from lavaflow.models.netspec import INPUT, Connection, Conv, Dense, NetSpec, Neurons, Sparse, check_real
 
 MANTISSA_LIMIT = 254  # the quantiser's symmetric even range [−254, 254] (see the module docstring)
 RESCALE = "Rescale the population (divide its threshold, reset potential, bias and incoming weights alike)."
@@ -264,8 +264,10 @@ def dequantize(spec: FixedNetSpec) -> NetSpec:
     for c in spec.connections:
         unit = spec.input_scale if c.source == INPUT else 1.0
         weight = c.weight.astype(np.float64) * (spec.populations[c.target].scale * 2.0**c.weight_exp / unit)
-        synapse: Dense | Conv
-        if c.conv is None:
+        synapse: Dense | Conv | Sparse
+        if c.sparse is not None:
+            synapse = Sparse(weight, c.sparse.rows, c.sparse.cols, c.sparse.shape)
+        elif c.conv is None:
             synapse = Dense(weight)
         else:
             geometry = c.conv
@@ -562,8 +564,12 @@ def _quantize_connection(incoming: _Incoming, scale: float) -> tuple[FixedConnec
     step = scale * 2.0**exponent
     mantissa = _even_round(effective / step).astype(np.int64)
     restored = mantissa * (step / incoming.unit)
-    conv = connection.synapse if isinstance(connection.synapse, Conv) else None
-    fixed = FixedConnection(connection.source, connection.target, mantissa, exponent, connection.delay_steps, conv)
+    synapse = connection.synapse
+    conv = synapse if isinstance(synapse, Conv) else None
+    sparse = synapse if isinstance(synapse, Sparse) else None
+    fixed = FixedConnection(
+        connection.source, connection.target, mantissa, exponent, connection.delay_steps, conv, sparse
+    )
     weight = connection.synapse.weight
     shift = f" << {exponent}" if exponent >= 0 else f", W·x >> {-exponent} (floor)"
     error = _error(f"{incoming.label}.weight", weight, restored, note=f"8-bit even mantissa{shift}")
@@ -692,8 +698,12 @@ def _label(index: int, connection: Connection) -> str:
 def _row_sums(weight: np.ndarray, connection: Connection) -> np.ndarray:
     """Σ of ``weight`` per target neuron; for a conv, the kernel sum of each output channel at every position
     (an upper bound: zero padding only removes terms). A grouped kernel (C_out, C_in/groups, kH, kW) holds exactly
-    the taps of each output channel, so the same sum holds for any groups and dilation."""
-    if not isinstance(connection.synapse, Conv):
+    the taps of each output channel, so the same sum holds for any groups and dilation. A sparse weight holds its
+    non-zeros, summed per row."""
+    synapse = connection.synapse
+    if isinstance(synapse, Sparse):
+        return np.bincount(synapse.rows, weights=weight, minlength=synapse.out_size)
+    if not isinstance(synapse, Conv):
         return weight.sum(axis=1)
     per_channel = weight.reshape(weight.shape[0], -1).sum(axis=1)
     return np.repeat(per_channel, connection.synapse.out_size // weight.shape[0])

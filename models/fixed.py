@@ -80,7 +80,17 @@ from lavaflow.models.bit_widths import WEIGHT_MIN as WEIGHT_MIN
 from lavaflow.models.checks import store_integer
 from lavaflow.models.errors import DataError, NetSpecError
 from lavaflow.models.kinds import KINDS, kind_named
-from lavaflow.models.netspec import INPUT, Conv, Input, Readout, check_integer, check_real, read_spec, write_spec
+from lavaflow.models.netspec import (
+    INPUT,
+    Conv,
+    Input,
+    Readout,
+    Sparse,
+    check_integer,
+    check_real,
+    read_spec,
+    write_spec,
+)
 
 FIXED_KINDS = tuple(KINDS)  # the FixedPopulation kinds: the registry's names
 MAX_DELAY_STEPS = 1 << 16  # a sanity bound: the reference's ring buffer holds delay + 1 steps of spikes
@@ -113,10 +123,11 @@ class FixedConnection:
 
     source: str
     target: str
-    weight: np.ndarray  # int64, (n_out, n_in) for dense; (C_out, C_in/g, kH, kW) for conv; even values in [−256, 254]
+    weight: np.ndarray  # int64: (n_out, n_in) dense, (C_out, C_in/g, kH, kW) conv, (nnz,) sparse; even, [−256, 254]
     weight_exp: int
     delay_steps: int
     conv: Conv | None = None  # geometry of a convolution (its float weight is kept for reference only)
+    sparse: Sparse | None = None  # where the non-zeros of a sparse weight sit; ``weight`` is then (nnz,)
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,7 +203,7 @@ class FixedNetSpec:
 
 # The node classes a FixedNetSpec file may hold: the float Input, Readout and Conv geometry, and the fixed records.
 FIXED_NODE_TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (Input, Readout, Conv, FixedPopulation, FixedConnection, FixedNetSpec)
+    cls.__name__: cls for cls in (Input, Readout, Conv, Sparse, FixedPopulation, FixedConnection, FixedNetSpec)
 }
 
 
@@ -273,7 +284,11 @@ def activation_bounds(spec: FixedNetSpec, largest_payload: np.ndarray) -> dict[s
                 payload = largest_payload
             else:
                 payload = np.ones(spec.populations[connection.source].size, dtype=np.int64)
-            if connection.conv is None:
+            if connection.sparse is not None:
+                sparse = connection.sparse
+                positive = sparse.matrix(np.maximum(weight, 0)) @ payload
+                negative = sparse.matrix(np.maximum(-weight, 0)) @ payload
+            elif connection.conv is None:
                 positive, negative = np.maximum(weight, 0) @ payload, np.maximum(-weight, 0) @ payload
             else:  # (C_out, C_in/groups, kH, kW): each input channel at its largest, each output channel everywhere
                 groups = int(connection.conv.groups)
@@ -351,6 +366,11 @@ def _check_connection(spec: FixedNetSpec, index: int, connection: FixedConnectio
         if not isinstance(connection.conv, Conv):
             raise NetSpecError(f"{name}: conv must be a Conv or None, got {type(connection.conv).__name__}")
         connection.conv.__post_init__()  # its geometry sets the weight shape
+    if connection.sparse is not None:
+        if not isinstance(connection.sparse, Sparse) or connection.conv is not None:
+            kind = type(connection.sparse).__name__
+            raise NetSpecError(f"{name}: sparse must be a Sparse (and conv None), got {kind}")
+        connection.sparse.__post_init__()
     if connection.target not in spec.populations:
         raise NetSpecError(f"{name}: unknown target population {connection.target!r}")
     if connection.source == INPUT:
@@ -363,7 +383,13 @@ def _check_connection(spec: FixedNetSpec, index: int, connection: FixedConnectio
     label = f"{name}: weight_exp (Loihi's 4-bit signed exponent)"
     _store_integer(connection, "weight_exp", label, WEIGHT_EXP_MIN, WEIGHT_EXP_MAX)
     n_out = spec.populations[connection.target].size
-    if connection.conv is None:
+    if connection.sparse is not None:
+        shape = connection.sparse.weight.shape
+        if connection.sparse.shape != (n_out, n_in):
+            raise NetSpecError(
+                f"{name}: sparse weight is {connection.sparse.shape} but the source has {n_in} and the target {n_out}"
+            )
+    elif connection.conv is None:
         shape = (n_out, n_in)
     else:
         shape = connection.conv.weight.shape

@@ -2,7 +2,7 @@
 
 Every trainer emits one; the exporter, quantiser, resource report and reference simulator read only this.
 A NetSpec is an input, named neuron populations (in update order), weighted connections that carry their delay,
-and a linear readout on the λ-weighted average rate of one population.
+and a linear readout of one population: its λ-weighted average spike rate, or its final membrane potential.
 
 Time semantics (the contract every simulator of a NetSpec honours, per sample of ``time_steps`` steps t = 1..T):
 
@@ -10,7 +10,8 @@ Time semantics (the contract every simulator of a NetSpec honours, per sample of
 
 Input connections have delay 0 (the input current reaches the first layer in the same step, as in every trainer);
 connections between populations have delay ≥ 1 (Lava's Dense sends the previous step's activation). States start at
-zero for every sample. The readout sees rate_q = Σ_t λ^{T−t} s_q[t] / Σ_k λ^k and computes W·rate + b.
+zero for every sample. The readout sees rate_q = Σ_t λ^{T−t} s_q[t] / Σ_k λ^k (or v_q[T], see Readout) and computes
+W·feature + b.
 
 Weights are (n_out, n_in) as in ``torch.nn.Linear`` and Lava's Dense; conv kernels (C_out, C_in/groups, kH, kW) as in
 torch (with torch's stride, padding, dilation and groups).
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 import numpy as np
+import scipy.sparse
 
 from lavaflow.models.atomic import atomic_write_bytes
 from lavaflow.models.checks import check_array, check_integer, store_real
@@ -211,7 +213,65 @@ def pool_conv(
     return Conv(weight, tuple(input_shape), tuple(stride), tuple(padding), groups=channels)
 
 
-Synapse = Dense | Conv
+@dataclass(frozen=True, eq=False)
+class Sparse:
+    """y = W @ x for a W given by its non-zeros: ``weight[k]`` at (``rows[k]``, ``cols[k]``) of an (n_out, n_in)
+    matrix; lowered to Lava's Sparse process, and counted by its non-zeros in resource reports. NIR's Scale (a
+    diagonal) and pruned layers map onto it. Each (row, col) pair appears once.
+    """
+
+    weight: np.ndarray  # (nnz,)
+    rows: np.ndarray  # (nnz,) target indices, 0..n_out−1
+    cols: np.ndarray  # (nnz,) source indices, 0..n_in−1
+    shape: tuple[int, int]  # (n_out, n_in)
+
+    def __post_init__(self) -> None:
+        _array("Sparse.weight", self.weight, 1)
+        if not isinstance(self.shape, (tuple, list)) or len(self.shape) != 2:
+            raise NetSpecError(f"Sparse.shape: expected (n_out, n_in), got {self.shape!r}")
+        object.__setattr__(self, "shape", tuple(check_integer("Sparse.shape", n, 1) for n in self.shape))
+        for name, bound in (("rows", self.shape[0]), ("cols", self.shape[1])):
+            index = getattr(self, name)
+            if not isinstance(index, np.ndarray) or index.dtype.kind not in "iu" or index.shape != self.weight.shape:
+                raise NetSpecError(
+                    f"Sparse.{name}: expected an integer array of shape {self.weight.shape} (one per weight), got "
+                    f"{getattr(index, 'dtype', type(index).__name__)} {getattr(index, 'shape', '')}"
+                )
+            if index.size and (index.min() < 0 or index.max() >= bound):
+                raise NetSpecError(f"Sparse.{name}: indices must lie in 0..{bound - 1}")
+        flat = self.rows.astype(np.int64) * self.shape[1] + self.cols.astype(np.int64)
+        if np.unique(flat).size != flat.size:
+            raise NetSpecError("Sparse: a (row, col) pair appears twice; sum the duplicates into one weight")
+
+    @classmethod
+    def from_dense(cls, matrix: np.ndarray) -> Sparse:
+        """The non-zeros of an (n_out, n_in) matrix, row-major."""
+        rows, cols = np.nonzero(matrix)
+        return cls(matrix[rows, cols], rows.astype(np.int64), cols.astype(np.int64), tuple(matrix.shape))
+
+    def dense(self, values: np.ndarray | None = None) -> np.ndarray:
+        """The (n_out, n_in) matrix holding ``values`` (default: the weights) at the non-zeros: for small nets."""
+        values = self.weight if values is None else values
+        matrix = np.zeros(self.shape, dtype=values.dtype)
+        matrix[self.rows, self.cols] = values
+        return matrix
+
+    def matrix(self, values: np.ndarray | None = None) -> scipy.sparse.csr_matrix:
+        """``values`` (default: the weights) at the non-zeros as a CSR matrix (Lava's Sparse takes one)."""
+        values = self.weight if values is None else values
+        return scipy.sparse.csr_matrix((values, (self.rows, self.cols)), shape=self.shape)
+
+    @property
+    def in_size(self) -> int:
+        return int(self.shape[1])
+
+    @property
+    def out_size(self) -> int:
+        return int(self.shape[0])
+
+
+Synapse = Dense | Conv | Sparse
+SYNAPSES = (Dense, Conv, Sparse)
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,14 +284,24 @@ class Connection:
     delay_steps: int = 1
 
 
+READOUT_QUANTITIES = ("rate", "potential")
+
+
 @dataclass(frozen=True, eq=False)
 class Readout:
-    """logits = weight @ rate(source) + bias; rate is the λ-weighted average (plain mean when rate_decay = 0)."""
+    """logits = weight @ feature(source) + bias, where the feature is what ``quantity`` names:
+
+    - "rate": the λ-weighted average spike rate Σ_t λ^{T−t} s[t] / Σ_k λ^k (the plain mean when rate_decay = 0; the
+      identity weight over T reads spike counts);
+    - "potential": the source's membrane potential v after the last step, in float units (a FixedNetSpec's integer
+      v times its population's ``scale`` / 2^6): how conversion nets and NIR graphs ending in an LI node are read.
+    """
 
     source: str
-    weight: np.ndarray  # (n_classes, n_source); the identity matrix reads spike counts directly
+    weight: np.ndarray  # (n_classes, n_source); the identity matrix reads the feature directly
     bias: np.ndarray  # (n_classes,)
     rate_decay: float = 0.0  # 1 − λ used to weight the spikes in the rate (IDE LIF); 0 gives the plain mean
+    quantity: str = "rate"  # "rate" or "potential" (READOUT_QUANTITIES); files without it read rates
 
     def __post_init__(self) -> None:
         _array("Readout.weight", self.weight, 2)
@@ -239,10 +309,17 @@ class Readout:
         _finite(self, "rate_decay", 0.0, 1.0)
         if self.bias.shape[0] != self.weight.shape[0]:
             raise NetSpecError(f"Readout bias {self.bias.shape} does not match weight {self.weight.shape}")
+        if self.quantity not in READOUT_QUANTITIES:
+            raise NetSpecError(f"Readout.quantity {self.quantity!r} is not one of {READOUT_QUANTITIES}")
 
     @property
     def num_classes(self) -> int:
         return int(self.weight.shape[0])
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """(B, n_source) features → (B, classes) float64 logits; the one place every simulator computes them."""
+        weight, bias = self.weight.astype(np.float64), self.bias.astype(np.float64)
+        return np.asarray(features, dtype=np.float64) @ weight.T + bias
 
 
 # ---------------------------------------------------------------------------------------------------- network
@@ -299,8 +376,9 @@ class NetSpec:
                 raise NetSpecError(where) from None
 
     def _check_connection(self, index: int, connection: Connection) -> None:
-        if not isinstance(connection, Connection) or not isinstance(connection.synapse, (Dense, Conv)):
-            raise NetSpecError(f"connection {index}: expected a Connection with a Dense or Conv synapse")
+        if not isinstance(connection, Connection) or not isinstance(connection.synapse, SYNAPSES):
+            names = ", ".join(cls.__name__ for cls in SYNAPSES)
+            raise NetSpecError(f"connection {index}: expected a Connection with a synapse of {names}")
         name = f"connection {index} ({connection.source} → {connection.target})"
         check_integer(f"{name}: delay_steps", connection.delay_steps)
         if connection.target not in self.populations:
@@ -352,7 +430,7 @@ class NetSpec:
 
 
 NODE_TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (Input, *NODE_CLASSES, Dense, Conv, Connection, Readout, NetSpec)
+    cls.__name__: cls for cls in (Input, *NODE_CLASSES, *SYNAPSES, Connection, Readout, NetSpec)
 }
 SPEC_KINDS = ("NetSpec", "FixedNetSpec")  # the records a spec file may hold (models.fixed defines the second)
 SpecT = TypeVar("SpecT")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lavaflow.models.bit_widths import ACTIVATION_SHIFT
+
 # The steps live with the rest of their kind (models.kinds); they are re-exported here, their old home.
 from lavaflow.models.kinds.base import SpikeFn as SpikeFn
 from lavaflow.models.kinds.base import heaviside as heaviside
@@ -30,6 +32,11 @@ def rate_normaliser(time_steps: int, leak: float) -> float:
     if leak == 1.0:
         return float(time_steps)
     return (1.0 - leak**time_steps) / (1.0 - leak)
+
+
+def potential_unit(scale: float) -> float:
+    """Float value of one LSB of a fixed-point v: one a_in LSB is ``scale``, and v holds a_in << 6."""
+    return scale / (1 << ACTIVATION_SHIFT)
 
 
 def weighted_rate(spikes: Tensor, leak: float) -> Tensor:

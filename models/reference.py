@@ -34,8 +34,8 @@ from lavaflow.models.fixed import check_fixed_spec as check_fixed_spec  # re-exp
 from lavaflow.models.fixed import input_payload as input_payload
 from lavaflow.models.kinds import kind_named, kind_of
 from lavaflow.models.kinds.base import ReferenceModel
-from lavaflow.models.netspec import INPUT, Conv, NetSpec, Readout
-from lavaflow.models.neurons import rate_normaliser
+from lavaflow.models.netspec import INPUT, Conv, NetSpec, Readout, Sparse
+from lavaflow.models.neurons import potential_unit, rate_normaliser
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class SimulationResult:
     Attributes:
         counts: population name → (B, n) int64 spike counts over the T steps.
         rates: (B, n_source) λ-weighted rates of the readout source, Σ_t λ^{T−t} s[t] / Σ_k λ^k.
-        logits: (B, classes) float64, readout.weight @ rates + readout.bias.
+        logits: (B, classes) float64, readout.weight @ feature + readout.bias (the feature: rates, or the final v
+            in float units for a potential readout).
         predictions: (B,) int64 arg-max of the logits.
         records: "population.variable" → (T, B, n) per-step values after the reset: "v" (float64, or int64
             in 24-bit LSBs in fixed mode), "u" (CUBA current, same units) and "spikes" (uint8).
@@ -79,11 +80,12 @@ def simulate(spec: NetSpec | FixedNetSpec, inputs: np.ndarray, *, record: Sequen
     """
     if isinstance(spec, FixedNetSpec):
         drive = input_payload(spec, inputs).astype(np.float64)  # exact: payloads are 0..255
-        return _run(_fixed_network(spec, drive.shape[1]), spec.readout, drive, record)
+        unit = potential_unit(spec.populations[spec.readout.source].scale)
+        return _run(_fixed_network(spec, drive.shape[1]), spec.readout, drive, record, unit)
     if isinstance(spec, NetSpec):
         spec.validate()
         drive = spec.input.checked(inputs, spec.time_steps)
-        return _run(_float_network(spec, drive.shape[1]), spec.readout, drive, record)
+        return _run(_float_network(spec, drive.shape[1]), spec.readout, drive, record, 1.0)
     raise TypeError(f"simulate expects a NetSpec or FixedNetSpec, got {type(spec).__name__}")
 
 
@@ -124,6 +126,18 @@ class _ConvSynapse:
         _shift(out, self.exponent)
 
 
+class _SparseSynapse:
+    """y = W·x with W in CSR form (float64; exact on the integer operands of fixed mode)."""
+
+    def __init__(self, weight: np.ndarray, sparse: Sparse, exponent: int | None) -> None:
+        self.weight_t = sparse.matrix(np.asarray(weight, dtype=np.float64)).T.tocsr()
+        self.exponent = exponent
+
+    def apply(self, source: np.ndarray, out: np.ndarray) -> None:
+        np.copyto(out, source @ self.weight_t)
+        _shift(out, self.exponent)
+
+
 def _shift(values: np.ndarray, exponent: int | None) -> None:
     """Lava's weight_exp in place on float64 integers: << e is ×2^e, arithmetic >> e is floor(x / 2^e); both exact."""
     if not exponent:
@@ -133,13 +147,16 @@ def _shift(values: np.ndarray, exponent: int | None) -> None:
         np.floor(values, out=values)
 
 
-Synapse = _DenseSynapse | _ConvSynapse
+Synapse = _DenseSynapse | _ConvSynapse | _SparseSynapse
 
 
-def _synapse(weight: np.ndarray, conv: Conv | None, exponent: int | None) -> Synapse:
-    if conv is None:
-        return _DenseSynapse(weight, exponent)
-    return _ConvSynapse(weight, conv, exponent)
+def _synapse(weight: np.ndarray, geometry: Conv | Sparse | None, exponent: int | None) -> Synapse:
+    """The synapse for ``weight`` laid out as ``geometry`` says (None: a dense (n_out, n_in) matrix)."""
+    if isinstance(geometry, Conv):
+        return _ConvSynapse(weight, geometry, exponent)
+    if isinstance(geometry, Sparse):
+        return _SparseSynapse(weight, geometry, exponent)
+    return _DenseSynapse(weight, exponent)
 
 
 # ------------------------------------------------------------------------------------------------ neurons
@@ -174,8 +191,8 @@ def _float_network(spec: NetSpec, batch: int) -> _Network:
         kernel = kind_of(neurons).float_model(neurons, batch)
         incoming = []
         for c in spec.incoming(name):
-            conv = c.synapse if isinstance(c.synapse, Conv) else None
-            incoming.append(_Incoming(c.source, c.delay_steps, _synapse(c.synapse.weight, conv, None)))
+            geometry = c.synapse if isinstance(c.synapse, (Conv, Sparse)) else None
+            incoming.append(_Incoming(c.source, c.delay_steps, _synapse(c.synapse.weight, geometry, None)))
         populations.append(_Population(name, neurons.size, kernel, incoming))
     return _Network(populations)
 
@@ -185,7 +202,7 @@ def _fixed_network(spec: FixedNetSpec, batch: int) -> _Network:
     for name, population in spec.populations.items():
         kernel = kind_named(population.kind).fixed_model(population, batch)
         incoming = [
-            _Incoming(c.source, c.delay_steps, _synapse(c.weight, c.conv, int(c.weight_exp)))
+            _Incoming(c.source, c.delay_steps, _synapse(c.weight, c.conv or c.sparse, int(c.weight_exp)))
             for c in spec.connections
             if c.target == name
         ]
@@ -193,8 +210,11 @@ def _fixed_network(spec: FixedNetSpec, batch: int) -> _Network:
     return _Network(populations)
 
 
-def _run(network: _Network, readout: Readout, drive: np.ndarray, record: Sequence[str]) -> SimulationResult:
-    """Step the network over ``drive`` (T, B, *input_shape) float64 and summarise."""
+def _run(
+    network: _Network, readout: Readout, drive: np.ndarray, record: Sequence[str], unit: float
+) -> SimulationResult:
+    """Step the network over ``drive`` (T, B, *input_shape) float64 and summarise; ``unit`` is the float value of
+    one LSB of the readout source's v (1 in float mode)."""
     time_steps, batch = drive.shape[:2]
     inputs = drive.reshape(time_steps, batch, -1)
     by_name = {p.name: p for p in network.populations}
@@ -239,7 +259,10 @@ def _run(network: _Network, readout: Readout, drive: np.ndarray, record: Sequenc
                 values[t] = spikes if variable == "spikes" else population.neurons.state[variable]
 
     rates = weighted / rate_normaliser(time_steps, leak)
-    logits = rates @ readout.weight.astype(np.float64).T + readout.bias.astype(np.float64)
+    if readout.quantity == "potential":
+        logits = readout.logits(by_name[readout.source].neurons.state["v"] * unit)
+    else:
+        logits = readout.logits(rates)
     return SimulationResult(
         counts={name: values.astype(np.int64) for name, values in counts.items()},
         rates=rates,

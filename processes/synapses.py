@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from lavaflow.processes.topology import Convolution, Projection
+from lavaflow.processes.topology import Convolution, Projection, SparseLayout
 
 
 class LinearMap(Protocol):
@@ -36,6 +36,16 @@ class DenseMap:
 
     def __call__(self, source: np.ndarray) -> np.ndarray:
         return source @ self.weights_t
+
+
+class SparseMap:
+    """x @ Wᵀ with W in CSR form, transposed once: the work of the non-zeros only."""
+
+    def __init__(self, weights: np.ndarray, layout: SparseLayout) -> None:
+        self.weights_t = layout.matrix(np.asarray(weights, dtype=np.float64)).T.tocsr()
+
+    def __call__(self, source: np.ndarray) -> np.ndarray:
+        return np.asarray(source @ self.weights_t)
 
 
 class ConvMap:
@@ -85,10 +95,12 @@ class ConvMap:
 
 
 def linear_map(projection: Projection) -> LinearMap:
-    """The projection's map: its dense matrix, or its native convolution when it carries a Convolution."""
-    if projection.conv is None:
-        return DenseMap(projection.weights)
-    return ConvMap(projection.weights, projection.conv)
+    """The projection's map: its native convolution or CSR product when it carries a geometry, else its matrix."""
+    if projection.conv is not None:
+        return ConvMap(projection.weights, projection.conv)
+    if projection.sparse is not None:
+        return SparseMap(projection.weights, projection.sparse)
+    return DenseMap(projection.weights)
 
 
 def lava_conv_arguments(kernel: np.ndarray, conv: Convolution) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Plain parameter records of a SpikingNetwork: populations and Dense or Conv projections in Lava's units.
+"""Plain parameter records of a SpikingNetwork: populations and Dense, Sparse or Conv projections in Lava's units.
 
 They are what the lowering (lavaflow.deploy.lowering) makes of a NetSpec: processes/ depends on Lava only, so it
 never sees a NetSpec. Values are floats for floating_pt and Lava's integers for fixed_pt. A convolution arrives as
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import numpy as np
+import scipy.sparse
 
 INPUT_SOURCE = -1  # Projection.source of a connection from the network input
 # Longest Projection.delay: Lava's DelayDense (the Loihi graph) takes 6-bit delays 0..63, plus Dense's own step.
@@ -125,12 +126,26 @@ class Convolution:
 
 
 @dataclass(frozen=True, eq=False)
-class Projection:
-    """A Dense or Conv connection: a_out = W · s_in (<< weight_exp in fixed_pt), delivered one Lava step later.
+class SparseLayout:
+    """Where the non-zeros of a sparse Projection sit; its ``weights`` are then the (nnz,) values, in this order."""
 
-    W is ``weights`` (n_target, n_source) when ``conv`` is None, else the convolution of the kernel ``weights``
-    (C_out, C_in/groups, kH, kW) with geometry ``conv``: the same numbers as the unrolled matrix, without building
-    it (the fused model computes it natively, the Loihi graph uses Lava's Conv).
+    rows: np.ndarray  # (nnz,) target indices
+    cols: np.ndarray  # (nnz,) source indices
+    shape: tuple[int, int]  # (n_target, n_source)
+
+    def matrix(self, values: np.ndarray) -> scipy.sparse.csr_matrix:
+        """``values`` at the non-zeros, as the CSR matrix Lava's Sparse process takes."""
+        return scipy.sparse.csr_matrix((np.asarray(values), (self.rows, self.cols)), shape=tuple(self.shape))
+
+
+@dataclass(frozen=True, eq=False)
+class Projection:
+    """A Dense, Sparse or Conv connection: a_out = W · s_in (<< weight_exp in fixed_pt), delivered one Lava step later.
+
+    W is ``weights`` (n_target, n_source) when ``conv`` and ``sparse`` are None; the convolution of the kernel
+    ``weights`` (C_out, C_in/groups, kH, kW) with geometry ``conv``: the same numbers as the unrolled matrix, without
+    building it (the fused model computes it natively, the Loihi graph uses Lava's Conv); or the (nnz,) ``weights``
+    at the non-zeros of ``sparse`` (a CSR product in the fused model, Lava's Sparse in the Loihi graph).
 
     ``delay`` is the number of Lava steps between the source sending and the target receiving: 1 is Dense's own
     step (input projections always have it; the window turns it into the NetSpec's delay 0), d > 1 between
@@ -152,6 +167,7 @@ class Projection:
     num_message_bits: int = 0
     conv: Convolution | None = None  # None: a dense matrix
     delay: int = 1  # Lava steps from source to target, 1..MAX_DELAY; input projections: exactly 1
+    sparse: SparseLayout | None = None  # the non-zeros' places when ``weights`` holds only those
 
 
 def check_topology(
@@ -182,8 +198,12 @@ def check_topology(
         else:
             raise ValueError(f"projection {index}: unknown source {projection.source}")
         expected = (populations[projection.target].size, n_source)
+        if projection.conv is not None and projection.sparse is not None:
+            raise ValueError(f"projection {index}: a projection is a conv or sparse, not both")
         if projection.conv is not None:
             _check_convolution(f"projection {index}", projection, expected)
+        elif projection.sparse is not None:
+            _check_sparse(f"projection {index}", projection, expected)
         elif np.shape(projection.weights) != expected:
             raise ValueError(f"projection {index}: weights {np.shape(projection.weights)} are not {expected}")
         if projection.num_message_bits not in (0, 8):
@@ -196,6 +216,20 @@ def check_topology(
 
 def _is_count(value: object, low: int) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+
+
+def _check_sparse(label: str, projection: Projection, expected: tuple[int, int]) -> None:
+    """Raise ValueError unless the layout has the target × source shape and one in-range place per weight."""
+    layout, count = projection.sparse, np.shape(projection.weights)
+    if not isinstance(layout, SparseLayout):
+        raise ValueError(f"{label}: sparse must be a SparseLayout, got {type(layout).__name__}")
+    if tuple(layout.shape) != expected:
+        raise ValueError(f"{label}: sparse shape {tuple(layout.shape)} is not {expected}")
+    if len(count) != 1 or np.shape(layout.rows) != count or np.shape(layout.cols) != count:
+        raise ValueError(f"{label}: sparse weights {count}, rows {np.shape(layout.rows)}, cols {np.shape(layout.cols)}")
+    for name, index, bound in (("rows", layout.rows, expected[0]), ("cols", layout.cols, expected[1])):
+        if index.size and (index.min() < 0 or index.max() >= bound):
+            raise ValueError(f"{label}: sparse {name} must lie in 0..{bound - 1}")
 
 
 def _check_convolution(label: str, projection: Projection, expected: tuple[int, int]) -> None:

@@ -33,13 +33,14 @@ from lavaflow.models.netspec import (
     NetSpec,
     Readout,
     SoftResetNeurons,
+    Sparse,
 )
 from lavaflow.models.reference import simulate
 
 # The fields the comparison below knows; a new field must be added to it (and to the serialiser's round trip).
 POPULATION_FIELDS = ("kind", "size", "vth", "dv", "bias_mant", "bias_exp", "scale", "subtraction", "du", "shape",
                      "refractory", "v_reset", "leak", "reset_mode")
-CONNECTION_FIELDS = ("source", "target", "weight", "weight_exp", "delay_steps", "conv")
+CONNECTION_FIELDS = ("source", "target", "weight", "weight_exp", "delay_steps", "conv", "sparse")
 SPEC_FIELDS = ("input", "input_scale", "populations", "connections", "readout", "time_steps", "metadata")
 
 
@@ -204,6 +205,25 @@ def test_quantised_specs_round_trip_losslessly(tmp_path: Path, seed: int, encodi
     assert all(c.weight.dtype == np.int64 for c in loaded.connections)
     events = np.random.default_rng(seed).integers(0, 2, (fixed.time_steps, 2, *fixed.input.shape)).astype(float)
     np.testing.assert_array_equal(simulate(loaded, events).counts["out"], simulate(fixed, events).counts["out"])
+
+
+def test_a_sparse_connection_round_trips_and_bad_indices_are_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    spec = random_netspec(0, "rate")
+    hidden = spec.populations["hidden"].size
+    matrix = rng.normal(0.0, 0.5, (hidden, hidden)) * (rng.random((hidden, hidden)) < 0.3)
+    recurrent = Connection("hidden", "hidden", Sparse.from_dense(matrix), 3)
+    fixed, _ = quantize(dataclasses.replace(spec, connections=(*spec.connections, recurrent)))
+    sparse = fixed.connections[-1]
+    assert sparse.sparse is not None and sparse.weight.shape == (np.count_nonzero(matrix),)
+    fixed.save(tmp_path / "sparse.npz")
+    loaded = FixedNetSpec.load(tmp_path / "sparse.npz")
+    assert_identical(fixed, loaded)
+    events = rng.integers(0, 2, (fixed.time_steps, 2, *fixed.input.shape)).astype(float)
+    np.testing.assert_array_equal(simulate(loaded, events).counts["hidden"], simulate(fixed, events).counts["hidden"])
+    loaded.connections[-1].sparse.rows[0] = hidden  # arrays stay mutable: every reader checks again
+    with pytest.raises(NetSpecError, match=r"rows: indices must lie in 0\.\."):
+        check_fixed_spec(loaded)
 
 
 def test_a_hand_built_spec_round_trips_with_its_dtypes_and_edge_values(tmp_path: Path) -> None:

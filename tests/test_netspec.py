@@ -25,6 +25,7 @@ from lavaflow.models.netspec import (
     NetSpec,
     Readout,
     SoftResetNeurons,
+    Sparse,
     assert_netspec_equal,
 )
 from lavaflow.models.neurons import SoftResetParams, soft_reset_step
@@ -46,7 +47,7 @@ def every_node_spec(rng: np.random.Generator) -> NetSpec:
     connections = (
         Connection(INPUT, "conv", conv, delay_steps=0),
         Connection("conv", "hidden", Dense(rng.normal(size=(20, 72)))),
-        Connection("hidden", "hidden", Dense(rng.normal(size=(20, 20))), delay_steps=2),
+        Connection("hidden", "hidden", Sparse.from_dense(rng.normal(size=(20, 20)) * (rng.random((20, 20)) < 0.2)), 2),
         Connection("hidden", "out", Dense(rng.normal(size=(4, 20)))),
         Connection("hidden", "refractory", Dense(rng.normal(size=(3, 20)))),
         Connection("refractory", "potential", Dense(rng.normal(size=(2, 3)))),

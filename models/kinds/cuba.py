@@ -8,7 +8,7 @@ quantisation rule. processes/cuba holds the Lava process.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
@@ -90,13 +90,18 @@ class FloatCuba:
         self.state = {"u": np.zeros((batch, neurons.size)), "v": np.zeros((batch, neurons.size))}
         self.scratch = np.zeros((batch, neurons.size))
 
-    def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
+    def integrate(self, a_in: np.ndarray) -> np.ndarray:
+        """u ← (1−du)·u + a_in; v ← (1−dv)·v + u + bias; returns v (the leaky integrator stops here)."""
         current, voltage = self.state["u"], self.state["v"]
         np.multiply(current, self.current_keep, out=current)
         current += a_in
         np.multiply(voltage, self.voltage_keep, out=voltage)
         voltage += current
         voltage += self.bias
+        return voltage
+
+    def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
+        voltage = self.integrate(a_in)
         np.greater(voltage, self.threshold, out=spikes)
         np.subtract(1.0, spikes, out=self.scratch)
         voltage *= self.scratch
@@ -109,7 +114,8 @@ class FixedCuba(FixedNeurons):
         super().__init__(population, batch, ("u", "v"))
         self.current_keep = DECAY_UNITY - (population.du + 1)  # Lava's ds_offset = 1
 
-    def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
+    def integrate(self, a_in: np.ndarray) -> np.ndarray:
+        """u and v of Lava's bit-accurate LIF before the spike test; returns v (the leaky integrator stops here)."""
         current, voltage = self.state["u"], self.state["v"]
         self.decay(current, self.current_keep)
         current += self.shifted_activation(a_in)
@@ -123,6 +129,10 @@ class FixedCuba(FixedNeurons):
         voltage += current
         voltage += self.bias
         np.clip(voltage, -STATE_MAX, STATE_MAX, out=voltage)
+        return voltage
+
+    def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
+        voltage = self.integrate(a_in)
         np.less_equal(voltage, self.threshold, out=self.fired)  # fired holds "did not fire" here
         voltage *= self.fired
         np.logical_not(self.fired, out=self.fired)
@@ -130,10 +140,16 @@ class FixedCuba(FixedNeurons):
 
 
 # ------------------------------------------------------------------------------------------------ fixed point
+class CurrentDecay(Protocol):
+    """What ``fixed_fields`` reads: the CUBA kinds' (and the leaky integrator's) synaptic current decay."""
+
+    current_decay: float
+
+
 def check_fixed(name: str, population: FixedRecord) -> None:
-    """du is Lava's 12-bit current decay; subtraction is unused (the reset is to 0)."""
+    """du is Lava's 12-bit current decay; subtraction is unused (the reset is to 0, or none)."""
     store_integer(population, "du", f"{name}.du (12-bit unsigned)", 0, DECAY_MAX)
-    store_integer(population, "subtraction", f"{name}.subtraction (unused by cuba)")
+    store_integer(population, "subtraction", f"{name}.subtraction (unused by {population.kind})")
 
 
 def scale_bounds(neurons: CubaNeurons) -> list[tuple[str, float]]:
@@ -151,7 +167,7 @@ def integer_bias_bounds(neurons: CubaNeurons, positive: np.ndarray, negative: np
     return None
 
 
-def fixed_fields(name: str, neurons: CubaNeurons, scale: float) -> tuple[dict[str, int], list[QuantisedValue]]:
+def fixed_fields(name: str, neurons: CurrentDecay, scale: float) -> tuple[dict[str, int], list[QuantisedValue]]:
     """du = round(current_decay·4096) − 1 (Lava adds 1), clipped to 0..4095: current_decay 0 is not representable."""
     du, du_clipped = decay_code(neurons.current_decay, offset=1)
     reason = ", 0 is not representable: Lava adds 1 to du" if du_clipped else ""

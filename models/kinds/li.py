@@ -13,17 +13,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from lavaflow.models.bit_widths import CURRENT_WRAP, DECAY_MAX, DECAY_UNITY, STATE_MAX
-from lavaflow.models.checks import check_array, check_population_shape, store_integer, store_real
-from lavaflow.models.kinds.base import (
-    FixedNeurons,
-    FixedRecord,
-    NeuronKind,
-    QuantisedValue,
-    SpikeFn,
-    decay_code,
-    strict_heaviside,
-)
+from lavaflow.models.bit_widths import DECAY_UNITY, STATE_MAX
+from lavaflow.models.checks import check_array, check_population_shape, store_real
+from lavaflow.models.kinds.base import FixedRecord, NeuronKind, SpikeFn, strict_heaviside
+from lavaflow.models.kinds.cuba import FixedCuba, FloatCuba, check_fixed, fixed_fields
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -82,53 +75,23 @@ def li_step(
 
 
 # ------------------------------------------------------------------------------------------------ reference
-class FloatLI:
-    """u ← (1−du)·u + a_in; v ← (1−dv)·v + u + bias; spikes = 0."""
-
-    def __init__(self, neurons: LeakyIntegrator, batch: int) -> None:
-        self.current_keep, self.voltage_keep = 1.0 - neurons.current_decay, 1.0 - neurons.voltage_decay
-        self.bias = neurons.bias.astype(np.float64)
-        self.state = {"u": np.zeros((batch, neurons.size)), "v": np.zeros((batch, neurons.size))}
+class FloatLI(FloatCuba):
+    """FloatCuba without the spike: u ← (1−du)·u + a_in; v ← (1−dv)·v + u + bias; spikes = 0."""
 
     def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
-        current, voltage = self.state["u"], self.state["v"]
-        np.multiply(current, self.current_keep, out=current)
-        current += a_in
-        np.multiply(voltage, self.voltage_keep, out=voltage)
-        voltage += current
-        voltage += self.bias
+        self.integrate(a_in)
         spikes[...] = 0
 
 
-class FixedLI(FixedNeurons):
-    """Lava's PyLifModelBitAcc without the spike: u = wrap(decay(u, du + 1) + (a_in << 6)); v = saturate(decay(v, dv)
-    + u + bias)."""
-
-    def __init__(self, population: FixedRecord, batch: int) -> None:
-        super().__init__(population, batch, ("u", "v"))
-        self.current_keep = DECAY_UNITY - (population.du + 1)  # Lava's ds_offset = 1
+class FixedLI(FixedCuba):
+    """Lava's PyLifModelBitAcc without the spike (FixedCuba's integration): u wraps, v saturates, spikes = 0."""
 
     def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
-        current, voltage = self.state["u"], self.state["v"]
-        self.decay(current, self.current_keep)
-        current += self.shifted_activation(a_in)
-        current += STATE_MAX  # the same wrap as FixedCuba's (see there)
-        np.bitwise_and(current, CURRENT_WRAP - 1, out=current)
-        current -= STATE_MAX
-        self.decay(voltage, self.voltage_keep)
-        voltage += current
-        voltage += self.bias
-        np.clip(voltage, -STATE_MAX, STATE_MAX, out=voltage)
+        self.integrate(a_in)
         spikes[...] = 0
 
 
 # ------------------------------------------------------------------------------------------------ fixed point
-def check_fixed(name: str, population: FixedRecord) -> None:
-    """du is Lava's 12-bit current decay; vth and subtraction are unused (no threshold, no reset)."""
-    store_integer(population, "du", f"{name}.du (12-bit unsigned)", 0, DECAY_MAX)
-    store_integer(population, "subtraction", f"{name}.subtraction (unused by li)")
-
-
 def scale_bounds(neurons: LeakyIntegrator) -> list[tuple[str, float]]:
     """No threshold bound; the largest bias must fit v's 24 bits (weights and inputs bound the scale as usual)."""
     largest = float(np.abs(neurons.bias).max(initial=0.0))
@@ -143,20 +106,6 @@ def spike_preserving_range(neurons: LeakyIntegrator, positive: np.ndarray, negat
 def integer_bias_bounds(neurons: LeakyIntegrator, positive: np.ndarray, negative: np.ndarray, scale: float) -> None:
     """None: never called, as no bias of this kind is clipped."""
     return None
-
-
-def fixed_fields(name: str, neurons: LeakyIntegrator, scale: float) -> tuple[dict[str, int], list[QuantisedValue]]:
-    """du = round(current_decay·4096) − 1 (Lava adds 1), clipped to 0..4095: current_decay 0 is not representable."""
-    du, du_clipped = decay_code(neurons.current_decay, offset=1)
-    reason = ", 0 is not representable: Lava adds 1 to du" if du_clipped else ""
-    report = QuantisedValue(
-        "current_decay",
-        np.array([neurons.current_decay]),
-        np.array([(du + 1) / DECAY_UNITY]),
-        du_clipped,
-        "(du+1)/4096" + reason,
-    )
-    return {"du": du}, [report]
 
 
 def from_fixed(population: FixedRecord, threshold: float, bias: np.ndarray) -> LeakyIntegrator:

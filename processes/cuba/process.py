@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-from lava.magma.core.process.process import LogConfig
+from typing import Any
+
 from lava.magma.core.process.variable import Var
 
 from lavaflow.processes.window import AbstractWindowedNeurons
@@ -22,40 +22,11 @@ class CubaLIF(AbstractWindowedNeurons):
     previous sample's residue. Here window step 1 zeroes u and v and discards a_in; window steps 2 … T + 1 are
     dynamics steps 1 … T (lavaflow.processes.window).
 
-    Args:
-        shape: neurons, e.g. (n,).
-        vth: threshold.
-        window_steps: Lava steps per sample, T + 1.
+    Args (besides those of AbstractWindowedNeurons, passed on as ``neuron``):
         du: fraction of the current lost per step (1: no synaptic filter; fixed point 4095, to which Lava adds 1).
-        dv: fraction of the voltage lost per step.
-        bias_mant: per-neuron (or scalar) bias mantissa.
-        bias_exp: fixed point only: bias = bias_mant << bias_exp.
-        name: process name.
-        log_config: Lava's logging configuration.
     """
 
-    def __init__(
-        self,
-        *,
-        shape: tuple[int, ...],
-        vth: float,
-        window_steps: int,
-        du: float = 1.0,
-        dv: float = 0.0,
-        bias_mant: float | np.ndarray = 0.0,
-        bias_exp: int | np.ndarray = 0,
-        name: str | None = None,
-        log_config: LogConfig | None = None,
-    ) -> None:
-        super().__init__(
-            shape=shape,
-            vth=vth,
-            window_steps=window_steps,
-            dv=dv,
-            bias_mant=bias_mant,
-            bias_exp=bias_exp,
-            name=name,
-            log_config=log_config,
-        )
-        self.u = Var(shape=shape, init=0)
+    def __init__(self, *, du: float = 1.0, **neuron: Any) -> None:
+        super().__init__(**neuron)
+        self.u = Var(shape=neuron["shape"], init=0)
         self.du = Var(shape=(1,), init=du)

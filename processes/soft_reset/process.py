@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-from lava.magma.core.process.process import LogConfig
+from typing import Any
+
 from lava.magma.core.process.variable import Var
 
 from lavaflow.processes.window import AbstractWindowedNeurons
@@ -22,39 +22,10 @@ class SoftResetLIF(AbstractWindowedNeurons):
     the previous sample's residue still buffered in the Dense that feeds this process; window steps 2 … T + 1 are
     dynamics steps 1 … T (lavaflow.processes.window).
 
-    Args:
-        shape: neurons, e.g. (n,).
-        vth: threshold θ.
+    Args (besides those of AbstractWindowedNeurons, passed on as ``neuron``):
         v_reset: u_rest; a spike removes vth − v_reset (SPIDE uses −θ, IDE 0).
-        dv: fraction of v lost per step.
-        bias_mant: per-neuron (or scalar) bias mantissa.
-        bias_exp: fixed point only: bias = bias_mant << bias_exp.
-        window_steps: Lava steps per sample, T + 1.
-        name: process name.
-        log_config: Lava's logging configuration.
     """
 
-    def __init__(
-        self,
-        *,
-        shape: tuple[int, ...],
-        vth: float,
-        window_steps: int,
-        v_reset: float = 0.0,
-        dv: float = 0.0,
-        bias_mant: float | np.ndarray = 0.0,
-        bias_exp: int | np.ndarray = 0,
-        name: str | None = None,
-        log_config: LogConfig | None = None,
-    ) -> None:
-        super().__init__(
-            shape=shape,
-            vth=vth,
-            window_steps=window_steps,
-            dv=dv,
-            bias_mant=bias_mant,
-            bias_exp=bias_exp,
-            name=name,
-            log_config=log_config,
-        )
+    def __init__(self, *, v_reset: float = 0.0, **neuron: Any) -> None:
+        super().__init__(**neuron)
         self.v_reset = Var(shape=(1,), init=v_reset)
