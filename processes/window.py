@@ -17,6 +17,20 @@ one-step delay between populations; at t = 1 the populations' spikes from window
 s_q[0] = 0. Every state starts at zero per sample because it is zeroed at k = 1. The extra step per sample is
 the price of the delay line: with T steps per window the next sample's first input would collide with the
 residue.
+
+Phases (lavaflow.pipeline.lava.live): a session that stays up runs phases of different lengths, some of which keep
+the neurons' state. Each windowed process therefore reads its windows from a ``schedule`` Var, which the host sets
+between runs (one small Var.set per process and phase), instead of from time_step alone:
+
+    schedule = [first_step, window_steps, reset, inputs, learn]
+
+first_step is the Lava time_step at which the phase's first window begins; windows of ``window_steps`` follow one
+another from there. ``reset`` 0 keeps the neurons' state at the phase's first window step 1 (later windows, each a
+new sample, always reset); a_in is dropped and no spikes are sent at every window step 1 all the same, so a phase
+always starts with s_q[0] = 0 and without the residue, state kept or not. ``inputs`` 0 tells a source to send
+zeros for the whole phase. ``learn`` 1 lets plastic processes update their weights in this phase (none reads it
+yet: SPIDE's plasticity will). The initial schedule, [1, T + 1, 1, 1, 0], is the fixed windows above, so a graph
+that nobody schedules (run_lava) behaves as before.
 """
 
 from __future__ import annotations
@@ -41,6 +55,34 @@ def window_position(time_step: int, window_steps: int) -> tuple[int, int]:
     return window, offset + 1
 
 
+SCHEDULE_SIZE = 5  # [first_step, window_steps, reset, inputs, learn]
+FIRST_STEP, WINDOW_STEPS, RESET, INPUTS, LEARN = range(SCHEDULE_SIZE)
+
+
+def initial_schedule(window_steps: int) -> np.ndarray:
+    """The schedule of a graph run in fixed windows from time_step 1: every window resets, inputs are sent, no
+    learning."""
+    return np.array([1, check_window_steps(window_steps), 1, 1, 0], dtype=np.int64)
+
+
+def phase_schedule(first_step: int, window_steps: int, *, reset: bool, inputs: bool, learn: bool) -> np.ndarray:
+    """The schedule of a phase whose first window begins at Lava time_step ``first_step``."""
+    if first_step < 1:
+        raise ValueError(f"a phase begins at a Lava time_step ≥ 1, got {first_step}")
+    flags = (int(reset), int(inputs), int(learn))
+    return np.array([first_step, check_window_steps(window_steps), *flags], dtype=np.int64)
+
+
+def scheduled_position(time_step: int, schedule: np.ndarray) -> tuple[int, int]:
+    """(window index from 0 within the phase, window step from 1) of Lava's ``time_step`` under ``schedule``."""
+    return window_position(int(time_step) - int(schedule[FIRST_STEP]) + 1, int(schedule[WINDOW_STEPS]))
+
+
+def restarts_state(window: int, schedule: np.ndarray) -> bool:
+    """Whether window step 1 of ``window`` zeroes the state: always but in a phase's first window kept by reset=0."""
+    return window > 0 or bool(schedule[RESET])
+
+
 def check_window_steps(window_steps: int) -> int:
     """Return ``window_steps`` if it is an int ≥ 2 (one restart step plus at least one dynamics step)."""
     if isinstance(window_steps, bool) or not isinstance(window_steps, (int, np.integer)) or window_steps < 2:
@@ -50,7 +92,18 @@ def check_window_steps(window_steps: int) -> int:
 
 class AbstractWindowedNeurons(AbstractProcess):
     """The ports and Vars every windowed neuron process declares; a concrete process adds its own state and
-    constants (CUBA: u, du; soft reset: v_reset)."""
+    constants (CUBA: u, du; soft reset: v_reset) and passes the rest here as ``**neuron``.
+
+    Args:
+        shape: neurons, e.g. (n,).
+        vth: threshold.
+        window_steps: Lava steps per sample, T + 1.
+        dv: fraction of the voltage lost per step.
+        bias_mant: per-neuron (or scalar) bias mantissa.
+        bias_exp: fixed point only: bias = bias_mant << bias_exp.
+        name: process name.
+        log_config: Lava's logging configuration.
+    """
 
     def __init__(
         self,
@@ -58,11 +111,11 @@ class AbstractWindowedNeurons(AbstractProcess):
         shape: tuple[int, ...],
         vth: float,
         window_steps: int,
-        dv: float,
-        bias_mant: float | np.ndarray,
-        bias_exp: int | np.ndarray,
-        name: str | None,
-        log_config: LogConfig | None,
+        dv: float = 0.0,
+        bias_mant: float | np.ndarray = 0.0,
+        bias_exp: int | np.ndarray = 0,
+        name: str | None = None,
+        log_config: LogConfig | None = None,
     ) -> None:
         super().__init__(shape=shape, window_steps=window_steps, name=name, log_config=log_config)
         check_window_steps(window_steps)  # after super(): Lava's __del__ needs an initialised process
@@ -77,14 +130,16 @@ class AbstractWindowedNeurons(AbstractProcess):
         self.dv = Var(shape=(1,), init=dv)
         self.bias_mant = Var(shape=shape, init=bias_mant)
         self.bias_exp = Var(shape=shape, init=bias_exp)
+        self.schedule = Var(shape=(SCHEDULE_SIZE,), init=initial_schedule(window_steps))  # set per phase
 
 
 class AbstractWindowedNeuronModel(PyLoihiProcessModel):
     """The order of a neuron step, shared by every neuron kind and precision (as Lava's LIF models share theirs).
 
-    receive a_in → (window step 1: zero the state, drop a_in, send zeros) → sub-threshold update → spike → reset
-    → send. Subclasses declare the Lava types of their Vars and ports and supply ``arithmetic()``; the arithmetic
-    itself lives in ``lavaflow.processes.dynamics`` so that the fused network model computes the same numbers.
+    receive a_in → (window step 1: zero the state unless the phase keeps it, drop a_in, send zeros) → sub-threshold
+    update → spike → reset → send. Subclasses declare the Lava types of their Vars and ports and supply
+    ``arithmetic()``; the arithmetic itself lives in ``lavaflow.processes.dynamics`` so that the fused network model
+    computes the same numbers.
     """
 
     def __init__(self, proc_params: dict) -> None:
@@ -96,6 +151,7 @@ class AbstractWindowedNeuronModel(PyLoihiProcessModel):
         raise NotImplementedError("arithmetic() is supplied by a concrete neuron model")
 
     spike_dtype: type = np.float64  # the payload type of s_out: float64 (floating_pt) or int32 (fixed_pt)
+    schedule: np.ndarray = LavaPyType(np.ndarray, np.int64)  # the phase's windows (see the module docstring)
     # Recording taps, float64 in both precisions: integer states (24 bits) are exact in float64.
     v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     u_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
@@ -117,10 +173,11 @@ class AbstractWindowedNeuronModel(PyLoihiProcessModel):
         a_in = self.a_in.recv()  # always receive: every channel must be drained every step
         arithmetic = self.arithmetic()
         state = self.state(arithmetic.state_names)
-        _, step = window_position(self.time_step, self.window_steps)
+        window, step = scheduled_position(self.time_step, self.schedule)
         if step == FIRST_WINDOW_STEP:
-            for values in state.values():
-                values[...] = 0
+            if restarts_state(window, self.schedule):
+                for values in state.values():
+                    values[...] = 0
             self.s_out.send(self.encode_spikes(np.zeros(a_in.shape, dtype=bool)))
             self.send_state(state)
             return

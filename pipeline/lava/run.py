@@ -14,6 +14,8 @@ their spikes equal the reference simulator's (models.reference): float exactly u
 point bit for bit. The readout stays on the host: logits = W·rate + b from the sink's counts (λ-weighted when
 rate_decay > 0).
 
+The same graph, with a streaming source, stays up across phases in lavaflow.pipeline.lava.live.LavaSession.
+
 ``run_netx`` runs a lava-dl slayer network exported to HDF5 through lava-dl's netx loader (feed-forward CUBA).
 """
 
@@ -35,7 +37,7 @@ from lavaflow.deploy.run_config import HARDWARE, SIMULATOR_TAGS, run_config
 from lavaflow.models.errors import BackendError, DataError, NetSpecError
 from lavaflow.models.fixed import FixedNetSpec, check_fixed_spec, check_payloads, input_payload
 from lavaflow.models.netspec import NetSpec, check_integer, check_real
-from lavaflow.models.neurons import rate_normaliser
+from lavaflow.models.neurons import potential_unit, rate_normaliser
 from lavaflow.pipeline.lava.session import run_and_read
 from lavaflow.processes.kinds import process_kind
 from lavaflow.processes.network.process import RECORDABLE, SpikingNetwork
@@ -265,8 +267,11 @@ def run_lava(
         )
     simulated, payloads = _spec_and_payloads(spec, inputs, backend)
     trace_indices(simulated, record)  # refuse an unknown name before the graph is built
+    potential = f"{simulated.readout.source}.v"
+    reads_potential = simulated.readout.quantity == "potential"
+    traces = (*record, potential) if reads_potential and potential not in record else tuple(record)
     batch = min(batch_size, payloads.shape[0]) if fused else 1  # no window wider than the data
-    graph = build_lava_graph(simulated, payloads, fused=fused, batch_size=batch, traces=record)
+    graph = build_lava_graph(simulated, payloads, fused=fused, batch_size=batch, traces=traces)
     started = time.perf_counter()
     # The sink streams each window's counts to the host (and the recorder its traces): one pass each, not
     # Var.get's ~20k values/s.
@@ -274,8 +279,10 @@ def run_lava(
     seconds = time.perf_counter() - started
     (counts, weighted), traces = timed.value
     counts, weighted = counts[: graph.num_samples], weighted[: graph.num_samples]
-    result = _summarise(simulated, graph.record, counts, weighted, seconds, timed.run_seconds)
-    return dataclasses.replace(result, records=_split_traces(simulated, graph, traces))
+    records = _split_traces(simulated, graph, traces)
+    final = records[potential][:, -1] if reads_potential else None
+    result = summarise(simulated, graph.record, counts, weighted, seconds, timed.run_seconds, final)
+    return dataclasses.replace(result, records={name: records[name] for name in record})
 
 
 def _read(graph: LavaGraph) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
@@ -323,19 +330,27 @@ def _spec_and_payloads(
     return spec, np.ascontiguousarray(values.reshape(values.shape[0], values.shape[1], -1).transpose(1, 0, 2))
 
 
-def _summarise(
+def summarise(
     spec: NetSpec | FixedNetSpec,
     record: str,
     counts: np.ndarray,
     weighted: np.ndarray,
     seconds: float,
     run_seconds: float,
+    final_potential: np.ndarray | None = None,
 ) -> LavaResult:
-    """Rates, logits and predictions from the sink's sums, as models.reference computes them on the host."""
+    """Rates, logits and predictions from the sink's sums, as models.reference computes them on the host; a
+    potential readout reads ``final_potential``, the source's v after the last step (N, n), in the spec's units."""
     readout = spec.readout
     leak = 1.0 - readout.rate_decay
     rates = weighted / rate_normaliser(spec.time_steps, leak)
-    logits = rates @ readout.weight.astype(np.float64).T + readout.bias.astype(np.float64)
+    if readout.quantity == "potential":
+        if final_potential is None:
+            raise BackendError("this runner cannot read a potential readout; use run_lava")
+        unit = potential_unit(spec.populations[readout.source].scale) if isinstance(spec, FixedNetSpec) else 1.0
+        logits = readout.logits(final_potential * unit)
+    else:
+        logits = readout.logits(rates)
     return LavaResult(
         counts={record: np.rint(counts).astype(np.int64)},
         rates=rates,

@@ -11,14 +11,17 @@ runtime service and a shared-memory manager. Its failure modes would leave them 
   it finds objects that raise ``ValueError: process object is closed`` (or worse, are half closed).
 - A parent killed with SIGKILL runs no cleanup at all: the children would keep running, orphaned.
 
-So ``run_and_read`` starts the run non-blocking, lets Lava wait for it in a daemon thread, and watches the OS
-processes from the calling thread: one that dies before the run is done, a timeout, or a KeyboardInterrupt
+So ``LavaRuntime`` (a compiled graph whose OS processes stay up between runs) starts each run non-blocking, lets
+Lava wait for it in a daemon thread, and watches the OS processes from the calling thread; a Var get or set runs
+in a daemon thread the same way. A process that dies before the call is done, a timeout, or a KeyboardInterrupt
 terminates all of them (SIGTERM, then SIGKILL) and shuts down the shared memory, then raises. Every cleanup step
 tolerates a process object that Lava's thread has joined or closed meanwhile (joined means dead and reaped).
-The normal path reads the results while the runtime is paused and stops it gracefully, with the same fallback.
-Only the OS processes this run started are touched: the runtime's own list of actors and its memory manager.
-Children forked while the run starts ask Linux to kill them when the forking thread (the caller's, which stays in
-``run_and_read`` until they are gone) dies: PR_SET_PDEATHSIG, so even kill -9 of the caller leaves none behind.
+``close()`` (or leaving the ``with`` block normally) stops the runtime gracefully, with the same fallback; leaving
+it with an exception kills it. Only the OS processes this runtime started are touched: the runtime's own list of
+actors and its memory manager. Children forked while the runtime starts ask Linux to kill them when the forking
+thread dies: PR_SET_PDEATHSIG, so even kill -9 of the caller leaves none behind (the thread that starts a
+LavaRuntime must therefore outlive it: the caller's own, as in ``run_and_read``, which compiles, runs once, reads
+while paused and stops, on a LavaRuntime).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import RunConfig
 from threadpoolctl import threadpool_limits
@@ -94,25 +99,145 @@ def run_and_read(
     Raises:
         LavaRunError: a process model raised or died, or the run timed out; every OS process of the run is gone.
     """
-    started = time.perf_counter()
-    try:
-        with _single_threaded(), _children_die_with_this_thread():  # Lava forks here: the children inherit both
-            process.run(RunSteps(num_steps=num_steps, blocking=False), run_cfg)
-        running = time.perf_counter()
-        waiter, lava_error = _start_waiter(process)
-        failure = _watch(process, waiter, lava_error, timeout_s)
-        finished = time.perf_counter()
-        if failure is None:
-            result = read()
-    except BaseException:
-        _kill(process)
-        raise
-    if failure is not None:
-        _kill(process)
-        waiter.join(WAITER_SECONDS)  # Lava's error path ends once every process is dead; then its reports are in
-        raise LavaRunError(_failure_report(process, failure))
-    _stop(process)
-    return Timed(result, running - started, finished - running)
+    with LavaRuntime(process, run_cfg, timeout_s=timeout_s) as runtime:
+        setup_seconds = runtime.start()
+        run_seconds = runtime.run(num_steps)
+        result = read()
+    return Timed(result, setup_seconds, run_seconds)
+
+
+class LavaRuntime:
+    """A compiled Lava graph whose OS processes stay up between runs, guarded on every call (module docstring).
+
+    Use it as a context manager: leaving the block normally stops the runtime gracefully, leaving it with an
+    exception (a KeyboardInterrupt too) kills and reaps every OS process of the graph. Any failed call does the
+    same before it raises, after which every further call raises LavaRunError.
+
+    Args:
+        process: any process of the graph.
+        run_cfg: the run configuration (deploy.run_config).
+        timeout_s: kill the graph and raise if one call (a run, a Var get or set) takes longer than this.
+    """
+
+    def __init__(self, process: AbstractProcess, run_cfg: RunConfig, *, timeout_s: float | None = None) -> None:
+        self.process = process
+        self.run_cfg = run_cfg
+        self.timeout_s = timeout_s
+        self.steps_run = 0  # Lava steps run so far: the next run's first time_step is steps_run + 1
+        self._started = False
+        self._ended: str | None = None  # why the runtime is gone (closed, or a failure), once it is
+
+    def __enter__(self) -> LavaRuntime:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort("the block using the Lava runtime raised")
+
+    def start(self) -> float:
+        """Compile the graph and fork its OS processes (once); returns the seconds it took (0 if started before)."""
+        self._check_usable()
+        if self._started:
+            return 0.0
+        started = time.perf_counter()
+        try:
+            with _single_threaded(), _children_die_with_this_thread():  # Lava forks here: the children inherit both
+                self.process.create_runtime(run_cfg=self.run_cfg)
+            self._started = True
+            # Lava serves Var get/set only once Runtime.start() ran, which also starts a run; its runtime services
+            # take commands from initialisation on, so the flag alone lets the host read and set Vars before the
+            # first run (and makes stop() tell them to end).
+            self.process.runtime._is_started = True
+        except BaseException:
+            self.abort("compiling or starting the graph failed")
+            raise
+        return time.perf_counter() - started
+
+    def run(self, num_steps: int) -> float:
+        """Run ``num_steps`` Lava steps and return the seconds they took; the runtime is paused afterwards."""
+        self.start()
+        started = time.perf_counter()
+        self._guarded(lambda: self.process.run(RunSteps(num_steps=num_steps, blocking=True)), "run")
+        self.steps_run += int(num_steps)
+        return time.perf_counter() - started
+
+    def get(self, var: Var) -> np.ndarray:
+        """The value of ``var`` while paused; moves ~20k elements/s (research/lava.md §1.6), so read small Vars."""
+        self._check_var(var)
+        value: list[np.ndarray] = []
+        self._guarded(lambda: value.append(np.asarray(var.get())), f"get of Var {var.name!r}")
+        return value[0]
+
+    def set(self, var: Var, values: np.ndarray) -> None:
+        """Write ``values`` (``var``'s shape) into ``var`` while paused; it counts from the next run on."""
+        self._check_var(var)
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != tuple(var.shape):
+            raise ValueError(f"Var {var.name!r} has shape {tuple(var.shape)}, the values {values.shape}")
+        self._guarded(lambda: var.set(values), f"set of Var {var.name!r}")
+
+    def close(self) -> None:
+        """Stop the runtime gracefully (kill it if that fails); idempotent."""
+        if self._ended is not None:
+            return
+        self._ended = "the Lava runtime was closed"
+        if self._started:
+            _stop(self.process)
+
+    def abort(self, why: str) -> None:
+        """Kill and reap every OS process of the graph now and release its shared memory; idempotent."""
+        if self._ended is None:
+            self._ended = f"the Lava runtime was killed: {why}"
+        _kill(self.process)
+
+    def leaf_processes(self) -> list[AbstractProcess]:
+        """Every process that runs as its own OS process (sub-process graphs expanded); compiles if needed."""
+        self.start()
+        return list(self.process.runtime._executable.process_list)
+
+    @property
+    def alive(self) -> bool:
+        """Whether calls can still be made (started or not, but neither closed nor killed)."""
+        return self._ended is None
+
+    def _check_var(self, var: Var) -> None:
+        """Refuse a Var no process model holds (e.g. a parent's Var a sub-process graph does not alias) before
+        Lava sees it: Lava would stop the whole runtime and raise."""
+        self.start()
+        held = var
+        while held.aliased_var is not None:
+            held = held.aliased_var
+        if held.id not in self.process.runtime._executable.node_configs[0].var_models:
+            raise ValueError(
+                f"Var {var.name!r} of {var.process.name!r} is held by no process model of the compiled graph (a Var of "
+                f"a process that a sub-process model replaces, and does not alias); read its children's Vars"
+            )
+
+    def _check_usable(self) -> None:
+        if self._ended is not None:
+            raise LavaRunError(f"{self._ended}; build a new one")
+
+    def _guarded(self, call: Callable[[], object], what: str) -> None:
+        """Run ``call`` (which talks to the runtime) in a daemon thread while this thread watches the OS processes."""
+        self._check_usable()
+        worker: threading.Thread | None = None
+        try:
+            if not all(_alive(actor) for actor in _actors(self.process)):
+                failure: str | None = f"a Lava process had ended (killed or crashed) before the {what}"
+            else:
+                worker, error = _start_worker(call, what)
+                failure = _watch(self.process, worker, error, self.timeout_s, what)
+        except BaseException:  # KeyboardInterrupt while watching, or a bug here: leave nothing behind
+            self.abort(f"interrupted during the {what}")
+            raise
+        if failure is not None:
+            signalled = any(_killed_by_signal(actor) for actor in _actors(self.process))  # before the kill
+            self.abort(failure)
+            if worker is not None and not signalled:  # Lava's error path ends once every process is dead; then
+                worker.join(WAITER_SECONDS)  # its reports are in (a process killed from outside sends none)
+            raise LavaRunError(_failure_report(self.process, failure))
 
 
 @contextlib.contextmanager
@@ -187,46 +312,62 @@ def _actors(process: AbstractProcess) -> list[multiprocessing.Process]:
     return list(getattr(infrastructure, "actors", None) or [])
 
 
-def _start_waiter(process: AbstractProcess) -> tuple[threading.Thread, list[BaseException]]:
-    """A daemon thread in Lava's ``wait()`` (which may block forever on a hang), and the error it reports."""
+def _start_worker(call: Callable[[], object], what: str) -> tuple[threading.Thread, list[BaseException]]:
+    """A daemon thread running ``call`` (a blocking Lava call that may block forever on a hang), and its error."""
     error: list[BaseException] = []
 
-    def wait_for_lava() -> None:
+    def work() -> None:
         try:
-            process.wait()
+            call()
         except BaseException as raised:  # reported to the watching thread
             error.append(raised)
 
-    waiter = threading.Thread(target=wait_for_lava, name="lava-wait", daemon=True)
-    waiter.start()
-    return waiter, error
+    worker = threading.Thread(target=work, name=f"lava-{what.split()[0]}", daemon=True)
+    worker.start()
+    return worker, error
 
 
 def _watch(
-    process: AbstractProcess, waiter: threading.Thread, lava_error: list[BaseException], timeout_s: float | None
+    process: AbstractProcess,
+    worker: threading.Thread,
+    lava_error: list[BaseException],
+    timeout_s: float | None,
+    what: str = "run",
 ) -> str | None:
-    """Block until the run ends: None when it finished, else what went wrong (the processes are still there)."""
+    """Block until the call ends: None when it finished, else what went wrong (the processes are still there)."""
     started = time.monotonic()
     while True:
-        waiter.join(POLL_SECONDS)
-        if not waiter.is_alive():
-            return f"the Lava run failed: {lava_error[0]}" if lava_error else None
+        worker.join(POLL_SECONDS)
+        if not worker.is_alive():
+            return f"the Lava {what} failed: {lava_error[0]}" if lava_error else None
         if not all(_alive(actor) for actor in _actors(process)):
-            _let_lava_report(process, waiter)
-            return "a Lava process ended before the run was done (killed or crashed); the run was stopped"
+            _let_lava_report(process, worker)
+            return f"a Lava process ended before the {what} was done (killed or crashed); the graph was stopped"
         if timeout_s is not None and time.monotonic() - started > timeout_s:
-            return f"the Lava run did not finish within {timeout_s:g} s; its processes were killed"
+            return f"the Lava {what} did not finish within {timeout_s:g} s; its processes were killed"
 
 
 def _let_lava_report(process: AbstractProcess, waiter: threading.Thread) -> None:
     """Give Lava's own error path REPORT_SECONDS to end the other processes and collect their tracebacks.
 
     On an exception, a process model first tells the runtime service, which ends and stops the others, and only
-    then sends its traceback: killing everything at the first death would often lose it.
+    then sends its traceback: killing everything at the first death would often lose it. A process killed by a
+    signal reports nothing, so then there is nothing to wait for.
     """
+    if any(_killed_by_signal(actor) for actor in _actors(process)):
+        return
     deadline = time.monotonic() + REPORT_SECONDS
     while waiter.is_alive() and any(_alive(actor) for actor in _actors(process)) and time.monotonic() < deadline:
         waiter.join(POLL_SECONDS)
+
+
+def _killed_by_signal(actor: multiprocessing.Process) -> bool:
+    """Whether ``actor`` ended by a signal (a negative exit code), e.g. SIGKILL from outside."""
+    try:
+        code = actor.exitcode
+    except _CLOSED:
+        return False
+    return code is not None and code < 0
 
 
 def _alive(actor: multiprocessing.Process) -> bool:

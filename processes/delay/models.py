@@ -11,7 +11,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lavaflow.processes.delay.process import DelayGate
-from lavaflow.processes.window import window_position
+from lavaflow.processes.window import scheduled_position
 
 
 class AbstractDelayGateModel(PyLoihiProcessModel):
@@ -19,10 +19,11 @@ class AbstractDelayGateModel(PyLoihiProcessModel):
 
     a_in: PyInPort
     a_out: PyOutPort
+    schedule: np.ndarray = LavaPyType(np.ndarray, np.int64)  # the phase's windows (lavaflow.processes.window)
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv()  # always receive: every channel must be drained every step
-        _, step = window_position(self.time_step, int(self.proc_params["window_steps"]))
+        _, step = scheduled_position(self.time_step, self.schedule)
         self.a_out.send(np.zeros_like(a_in) if step <= int(self.proc_params["delay"]) else a_in)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.variable import Var
 
-from lavaflow.processes.window import check_window_steps
+from lavaflow.processes.window import SCHEDULE_SIZE, check_window_steps, initial_schedule
 
 
 class DelayGate(AbstractProcess):
@@ -15,7 +16,8 @@ class DelayGate(AbstractProcess):
     at step k − d. For k ≤ d that is the previous sample's residue (source steps ≤ 0 lie in the previous window;
     step 1 of this one sends zeros anyway), which the neurons' own reset at window step 1 cannot drop for k > 1.
     Zeroing it gives the NetSpec's s_q[t − d] = 0 for t ≤ d, as the reference starts every sample with an empty
-    history. Within the same step (receive, then send): no extra delay.
+    history. Within the same step (receive, then send): no extra delay. Windows follow the ``schedule`` Var, so
+    phases of any length in a session that stays up are gated as single runs are (lavaflow.processes.window).
 
     Args:
         shape: (n,), the synaptic inputs of one target population.
@@ -40,3 +42,4 @@ class DelayGate(AbstractProcess):
             raise ValueError(f"a DelayGate needs a delay ≥ 2 Lava steps, got {delay!r}")
         self.a_in = InPort(shape=shape)
         self.a_out = OutPort(shape=shape)
+        self.schedule = Var(shape=(SCHEDULE_SIZE,), init=initial_schedule(window_steps))  # set per phase

@@ -3,6 +3,13 @@ ExponentShift adaptor's models."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from abc import ABCMeta
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import ClassVar
+
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
@@ -14,21 +21,47 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.process import Conv
 from lava.proc.dense.process import DelayDense, Dense
+from lava.proc.sparse.process import DelaySparse, Sparse
 from lava.utils.weightutils import SignMode
 
 from lavaflow.processes.delay.process import DelayGate
 from lavaflow.processes.dynamics import NeuronArithmetic
 from lavaflow.processes.kinds import neuron_process, process_kind
-from lavaflow.processes.network.process import ExponentShift, SpikingNetwork, TraceJoin
+from lavaflow.processes.network.process import (
+    ExponentShift,
+    SpikingNetwork,
+    TraceJoin,
+    bias_var_name,
+    weights_var_name,
+)
 from lavaflow.processes.synapses import LinearMap, lava_conv_arguments, linear_map, shift
 from lavaflow.processes.topology import INPUT_SOURCE, Population, Projection
-from lavaflow.processes.window import FIRST_WINDOW_STEP, window_position
+from lavaflow.processes.window import FIRST_STEP, FIRST_WINDOW_STEP, restarts_state, scheduled_position
 
 # Lava's fixed-point Conv wraps Σ w·x into [−2^23, 2^23) (lava.proc.conv.utils.signed_clamp, bits=24).
 CONV_ACCUMULATOR_LIMIT = 1 << 23
 
 
-class AbstractPyNetworkModel(PyLoihiProcessModel):
+_PARAMETER_VAR = re.compile(r"(weights|bias)_[0-9]+")
+
+
+class _ParameterVarTypes(ABCMeta):
+    """Answers the LavaPyType of the ``weights_<i>`` / ``bias_<j>`` Vars, whose number is each network's own.
+
+    Lava's builder looks a Var's type up as a class attribute of the model (getattr), one per Var name, but a
+    SpikingNetwork has one weights Var per projection and one bias Var per population; the model class declares
+    ``parameter_types`` once (a dict, so that Lava's check for LavaPyTypes without a Var does not see them) and
+    this metaclass hands them out for any such name. Another missing name raises AttributeError as usual.
+    """
+
+    def __getattr__(cls, name: str) -> LavaPyType:
+        match = _PARAMETER_VAR.fullmatch(name)
+        if match is None:
+            raise AttributeError(name)
+        return cls.parameter_types[match.group(1)]
+
+
+class AbstractPyNetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarTypes):
     """Steps every population of B samples in one OS process, with the timing of the Dense graph.
 
     Each Lava step: receive the input x; at window step 1 zero every state and send no spikes (the graph's
@@ -39,10 +72,18 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
     dense matrix or a convolution computed natively (lavaflow.processes.synapses). Then each population
     integrates, fires and resets (lavaflow.processes.dynamics). Subclasses supply the precision: the synapse
     arithmetic, the neuron arithmetic and the payload types.
+
+    Windows follow the ``schedule`` Var (lavaflow.processes.window): a phase may keep the state at its first
+    window step 1; the spike histories (the Dense buffers' stand-in) are cleared there in any case, as the Loihi
+    graph drops the residue. Weights and biases are the ``weights_<i>`` / ``bias_<j>`` Vars; the synapses and the
+    neuron arithmetic are rebuilt from them at the first step of every phase, so a Var.set between phases counts
+    from the next phase on. What a population sends is its spike payload (0/1 for our kinds); a projection with
+    num_message_bits 0 sees it as bool, as Lava's Dense does (−1 arrives as +1), one with 8 bits as it is.
     """
 
     state_dtype: type = np.float64
     spike_dtype: type = np.float64
+    schedule: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def __init__(self, proc_params: dict) -> None:
         super().__init__(proc_params)
@@ -50,8 +91,9 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
         self.window_steps = int(proc_params["window_steps"])
         self.input_size = int(proc_params["input_size"])
         self.output = int(proc_params["output"])
-        populations: tuple[Population, ...] = proc_params["populations"]
-        projections: tuple[Projection, ...] = proc_params["projections"]
+        self.populations: tuple[Population, ...] = tuple(proc_params["populations"])
+        self.projections: tuple[Projection, ...] = tuple(proc_params["projections"])
+        populations, projections = self.populations, self.projections
         self.arithmetic = [self.neuron_arithmetic(population) for population in populations]
         self.sizes = [int(population.size) for population in populations]
         shapes = [(self.batch_size, size) for size in self.sizes]
@@ -60,10 +102,9 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
             for arithmetic, shape in zip(self.arithmetic, shapes, strict=True)
         ]
         # Per target population, in projection order (the order in which Lava's InPort sums its synapses' outputs),
-        # each with its linear map prepared once: (B, n_source) → (B, n_target).
-        self.incoming: list[list[tuple[Projection, LinearMap]]] = [
-            [(p, linear_map(p)) for p in projections if p.target == i] for i in range(len(populations))
-        ]
+        # each with its linear map, (B, n_source) → (B, n_target), built from the Vars per phase (``prepare``).
+        self.incoming: list[list[tuple[Projection, LinearMap]]] = []
+        self.prepared_for: int | None = None  # the first_step of the phase the synapses were built for
         self.previous_input = np.zeros((self.batch_size, self.input_size))
         # Per source population, its spikes (float64 0/1, ready for the matmuls) of the last D steps, newest first, D
         # its longest outgoing delay: a projection of delay d reads entry d − 1, s[t − d] (d = 1 is Dense's step).
@@ -83,6 +124,20 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
         ]
         self.r_out.send(np.concatenate(traces, axis=1, dtype=np.float64).reshape(-1))
 
+    def prepare(self) -> None:
+        """Rebuild the synapses and the neuron arithmetic from the weights and bias Vars (a phase's first step)."""
+        projections = [
+            dataclasses.replace(projection, weights=getattr(self, weights_var_name(index)))
+            for index, projection in enumerate(self.projections)
+        ]
+        self.incoming = [
+            [(p, linear_map(p)) for p in projections if p.target == i] for i in range(len(self.populations))
+        ]
+        self.arithmetic = [
+            self.neuron_arithmetic(dataclasses.replace(population, bias_mant=getattr(self, bias_var_name(index))))
+            for index, population in enumerate(self.populations)
+        ]
+
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
         raise NotImplementedError("neuron_arithmetic() is supplied by a concrete network model")
 
@@ -96,20 +151,27 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
 
     def _source(self, projection: Projection) -> np.ndarray:
         """What the projection's synapse received at the previous step, as float64 (B, n_source)."""
-        if projection.source != INPUT_SOURCE:
-            return self.spike_history[projection.source][projection.delay - 1]  # already 0.0 / 1.0
+        if projection.source == INPUT_SOURCE:
+            payload = self.previous_input
+        else:
+            payload = self.spike_history[projection.source][projection.delay - 1]
         if projection.num_message_bits == 0:  # Lava's Dense and Conv cast binary payloads to bool (−1 counts as +1)
-            return (self.previous_input != 0).astype(np.float64)
-        return self.previous_input
+            return (payload != 0).astype(np.float64)
+        return payload
 
     def run_spk(self) -> None:
         payload = self.s_in.recv().reshape(self.batch_size, self.input_size).astype(np.float64)
-        _, step = window_position(self.time_step, self.window_steps)
+        if self.prepared_for != int(self.schedule[FIRST_STEP]):  # a new phase: Vars may have been set before it
+            self.prepare()
+            self.prepared_for = int(self.schedule[FIRST_STEP])
+        window, step = scheduled_position(self.time_step, self.schedule)
         if step == FIRST_WINDOW_STEP:
+            restart = restarts_state(window, self.schedule)
             for state, history in zip(self.states, self.spike_history, strict=True):
                 for values in state.values():
-                    values[...] = 0
-                for spikes in history:  # the previous sample's delayed spikes too: each sample starts empty
+                    if restart:
+                        values[...] = 0
+                for spikes in history:  # the previous window's delayed spikes too: each window starts empty
                     spikes[...] = 0.0
             self.previous_input = payload
             self.s_out.send(self.encode_spikes(self.spike_history[self.output][0]).reshape(-1))
@@ -127,7 +189,7 @@ class AbstractPyNetworkModel(PyLoihiProcessModel):
             arithmetic.integrate(state, current)
             fired = arithmetic.fire(state)
             arithmetic.reset(state, fired)
-            spikes.append(fired.astype(np.float64))
+            spikes.append(fired.astype(np.float64))  # the payload: 0/1 for bool spikes, graded values as they are
         for history, fired in zip(self.spike_history, spikes, strict=True):
             history.insert(0, fired)  # a fresh array each step: the oldest one drops out, nothing is copied
             history.pop()
@@ -145,6 +207,10 @@ class PySpikingNetworkModelFloat(AbstractPyNetworkModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     r_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    # The types of every weights_<i> and bias_<j> Var (see _ParameterVarTypes).
+    parameter_types: ClassVar[Mapping[str, LavaPyType]] = MappingProxyType(
+        {"weights": LavaPyType(np.ndarray, float), "bias": LavaPyType(np.ndarray, float)}
+    )
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
         return process_kind(population).float_arithmetic(population)
@@ -168,6 +234,12 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
     r_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)  # integer states ≤ 24 bits: exact in float64
+    parameter_types: ClassVar[Mapping[str, LavaPyType]] = MappingProxyType(
+        {  # weights: even integers in [−256, 254], as Dense's; bias: bias_mant, as the neurons'
+            "weights": LavaPyType(np.ndarray, np.int32, precision=9),
+            "bias": LavaPyType(np.ndarray, np.int32, precision=13),
+        }
+    )
     state_dtype = np.int64
     spike_dtype = np.int32
 
@@ -180,7 +252,8 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
 
 @implements(proc=SpikingNetwork, protocol=LoihiProtocol)
 class SubSpikingNetworkModel(AbstractSubProcessModel):
-    """The Loihi graph: one Lava Dense or Conv per projection and one neuron process per population (its kind's).
+    """The Loihi graph: one Lava Dense, Sparse or Conv per projection and one neuron process per population (its
+    kind's).
 
     The children's models are picked by the run configuration's tag, so the same graph runs in floating_pt and
     fixed_pt. Fixed-point Dense gets ``sign_mode=MIXED`` and 8 weight bits explicitly: left to itself, Dense infers
@@ -225,25 +298,18 @@ class SubSpikingNetworkModel(AbstractSubProcessModel):
         for index, population in enumerate(params["populations"]):
             neuron = neuron_process(population, window_steps, f"{proc.name}_population_{index}")
             setattr(self, f"population_{index}", neuron)  # find_sub_procs scans attributes, not lists
+            getattr(proc, bias_var_name(index)).alias(neuron.bias_mant)
             neurons.append(neuron)
         for index, projection in enumerate(params["projections"]):
             source = proc.in_ports.s_in if projection.source == INPUT_SOURCE else neurons[projection.source].s_out
             target = neurons[projection.target].a_in
-            if projection.conv is None and projection.delay > 1:
+            if projection.sparse is not None:
+                self._connect_sparse(f"{proc.name}_sparse_{index}", index, projection, source, target, window_steps)
+            elif projection.conv is None and projection.delay > 1:
                 name = f"{proc.name}_delay_dense_{index}"
-                self._connect_delayed(name, index, projection, source, target, window_steps)
+                self._connect_delayed(proc, name, index, projection, source, target, window_steps)
             elif projection.conv is None:
-                dense = Dense(
-                    weights=np.asarray(projection.weights),
-                    num_message_bits=int(projection.num_message_bits),
-                    weight_exp=int(projection.weight_exp),
-                    num_weight_bits=8,
-                    sign_mode=SignMode.MIXED,
-                    name=f"{proc.name}_dense_{index}",
-                )
-                setattr(self, f"dense_{index}", dense)
-                source.connect(dense.s_in)
-                dense.a_out.connect(target)
+                self._connect_dense(proc, f"{proc.name}_dense_{index}", index, projection, source, target)
             else:
                 self._connect_conv(f"{proc.name}_conv_{index}", index, projection, source, target)
         neurons[int(params["output"])].s_out.connect(proc.out_ports.s_out)
@@ -265,8 +331,32 @@ class SubSpikingNetworkModel(AbstractSubProcessModel):
             joined, size = join.out, size + extra
         joined.connect(proc.out_ports.r_out)
 
+    def _connect_dense(
+        self, proc: SpikingNetwork, name: str, index: int, projection: Projection, source: AbstractPort, target: InPort
+    ) -> None:
+        """source → Lava's Dense → target, its ``weights`` Var aliased by the network's ``weights_<index>``."""
+        dense = Dense(
+            weights=np.asarray(projection.weights),
+            num_message_bits=int(projection.num_message_bits),
+            weight_exp=int(projection.weight_exp),
+            num_weight_bits=8,
+            sign_mode=SignMode.MIXED,
+            name=name,
+        )
+        setattr(self, f"dense_{index}", dense)
+        getattr(proc, weights_var_name(index)).alias(dense.weights)
+        source.connect(dense.s_in)
+        dense.a_out.connect(target)
+
     def _connect_delayed(
-        self, name: str, index: int, projection: Projection, source: AbstractPort, target: InPort, window_steps: int
+        self,
+        proc: SpikingNetwork,
+        name: str,
+        index: int,
+        projection: Projection,
+        source: AbstractPort,
+        target: InPort,
+        window_steps: int,
     ) -> None:
         """source → Lava's DelayDense → DelayGate → target, for a dense projection of delay d ≥ 2 Lava steps.
 
@@ -290,6 +380,50 @@ class SubSpikingNetworkModel(AbstractSubProcessModel):
             shape=(weights.shape[0],), delay=int(projection.delay), window_steps=window_steps, name=f"{name}_gate"
         )
         setattr(self, f"delay_dense_{index}", delayed)
+        setattr(self, f"delay_gate_{index}", gate)
+        getattr(proc, weights_var_name(index)).alias(delayed.weights)
+        source.connect(delayed.s_in)
+        delayed.a_out.connect(gate.a_in)
+        gate.a_out.connect(target)
+
+    def _connect_sparse(
+        self,
+        name: str,
+        index: int,
+        projection: Projection,
+        source: AbstractPort,
+        target: InPort,
+        window_steps: int,
+    ) -> None:
+        """source → Lava's Sparse (or DelaySparse → DelayGate for d ≥ 2 steps) → target, the non-zeros in CSR form.
+
+        Lava's Sparse and DelaySparse time, scale and cast exactly as Dense and DelayDense do (lava-nc 0.10,
+        lava/proc/sparse/models.py: a_buff sent before receiving; the fixed models clip and truncate with the sign
+        mode and bits given, then shift by weight_exp), so the same arguments give the same numbers; DelaySparse
+        takes its delays as a CSR matrix on the same non-zeros (d − 1 each, as DelayDense's k). The network's
+        ``weights_<index>`` Var holds the (nnz,) values and is not aliased: Lava's Var here is the CSR matrix.
+        """
+        layout = projection.sparse
+        weights = layout.matrix(projection.weights)
+        arguments = dict(
+            weights=weights,
+            num_message_bits=int(projection.num_message_bits),
+            weight_exp=int(projection.weight_exp),
+            num_weight_bits=8,
+            sign_mode=SignMode.MIXED,
+        )
+        if projection.delay == 1:
+            sparse = Sparse(**arguments, name=name)
+            setattr(self, f"sparse_{index}", sparse)
+            source.connect(sparse.s_in)
+            sparse.a_out.connect(target)
+            return
+        delays = layout.matrix(np.full(weights.nnz, int(projection.delay) - 1, dtype=np.int64))
+        delayed = DelaySparse(**arguments, delays=delays, name=f"{name}_delayed")
+        gate = DelayGate(
+            shape=(weights.shape[0],), delay=int(projection.delay), window_steps=window_steps, name=f"{name}_gate"
+        )
+        setattr(self, f"delay_sparse_{index}", delayed)
         setattr(self, f"delay_gate_{index}", gate)
         source.connect(delayed.s_in)
         delayed.a_out.connect(gate.a_in)

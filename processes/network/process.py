@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
+from lava.magma.core.process.variable import Var
 
 from lavaflow.processes.kinds import check_kinds
 from lavaflow.processes.topology import Population, Projection, check_topology
-from lavaflow.processes.window import check_window_steps
+from lavaflow.processes.window import SCHEDULE_SIZE, check_window_steps, initial_schedule
 
 RECORDABLE = ("spikes", "v", "u")  # what SpikingNetwork can record per population ("u": CUBA current)
+
+
+def weights_var_name(projection: int) -> str:
+    """The name of the Var holding projection ``projection``'s weights (or kernel, or sparse values)."""
+    return f"weights_{int(projection)}"
+
+
+def bias_var_name(population: int) -> str:
+    """The name of the Var holding population ``population``'s bias_mant."""
+    return f"bias_{int(population)}"
 
 
 class SpikingNetwork(AbstractProcess):
@@ -28,6 +40,15 @@ class SpikingNetwork(AbstractProcess):
 
     Ports carry B samples side by side, flattened: ``s_in`` B·n_input payload values, ``s_out`` the spikes of
     population ``output``, B·n_output values. The sub-process graph runs one sample at a time (B = 1).
+
+    Parameters that a session reads and writes between phases are Vars: ``weights_<i>`` per projection i (its
+    ``weights`` array, same shape: matrix, kernel or sparse values) and ``bias_<j>`` per population j (its bias_mant),
+    floats in floating_pt, Lava's integers in fixed_pt. The fused models compute with these Vars (they rebuild their
+    synapses at the first step of each phase, after any Var.set); the Loihi graph aliases them to its Dense /
+    DelayDense ``weights`` and neurons' ``bias_mant`` (a conv projection's Var is not aliased: Lava's Conv keeps its
+    kernel flipped and transposed, lavaflow.pipeline.lava.live converts). The records' own arrays are the initial
+    values only. ``schedule`` is the fused model's phase schedule (lavaflow.processes.window); in the Loihi graph
+    each neuron process has its own.
 
     Args:
         input_size: payload values per sample and step.
@@ -80,6 +101,12 @@ class SpikingNetwork(AbstractProcess):
                 raise ValueError(f"cannot record {variable!r} of population {index}; variables are {RECORDABLE}")
         # The recorded traces of each step, per sample concatenated in ``record`` order; one dummy value without.
         self.r_out = OutPort(shape=(batch_size * max(1, sum(populations[i].size for i, _ in record)),))
+        self.schedule = Var(shape=(SCHEDULE_SIZE,), init=initial_schedule(window_steps))
+        for index, projection in enumerate(projections):
+            weights = np.asarray(projection.weights)
+            setattr(self, weights_var_name(index), Var(shape=weights.shape, init=weights))
+        for index, population in enumerate(populations):
+            setattr(self, bias_var_name(index), Var(shape=(population.size,), init=np.asarray(population.bias_mant)))
 
 
 class TraceJoin(AbstractProcess):

@@ -11,7 +11,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lavaflow.processes.sink.process import SpikeCounter, TraceRecorder
-from lavaflow.processes.window import window_position
+from lavaflow.processes.window import FIRST_WINDOW_STEP, scheduled_position, window_position
 
 
 @implements(proc=SpikeCounter, protocol=LoihiProtocol)
@@ -19,12 +19,14 @@ from lavaflow.processes.window import window_position
 @tag("floating_pt", "fixed_pt")
 class PySpikeCounterModel(PyLoihiProcessModel):
     """Accumulates counts[w·B:(w+1)·B] += s and weighted_counts ← λ·weighted_counts + s per counted step, and
-    sends the window's rows to the host pipe at its last step."""
+    sends the window's rows to the host pipe at its last step; w counts the windows of the scheduled phase, so the
+    rows are zeroed at each window's first step (a later phase reuses them)."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     window_counts: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     counts: np.ndarray = LavaPyType(np.ndarray, float)
     weighted_counts: np.ndarray = LavaPyType(np.ndarray, float)
+    schedule: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def __init__(self, proc_params: dict) -> None:
         super().__init__(proc_params)
@@ -35,16 +37,21 @@ class PySpikeCounterModel(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         values = self.a_in.recv()
-        window, step = window_position(self.time_step, self.window_steps)
+        window, step = scheduled_position(self.time_step, self.schedule)
         first = window * self.batch_size
-        if step < self.first_step or first >= self.counts.shape[0]:
+        if first >= self.counts.shape[0]:
             return
         rows = slice(first, first + self.batch_size)
+        if step == FIRST_WINDOW_STEP:
+            self.counts[rows] = 0.0
+            self.weighted_counts[rows] = 0.0
+        if step < self.first_step:
+            return
         values = values.reshape(self.batch_size, -1)
         self.counts[rows] += values
         self.weighted_counts[rows] *= self.leak
         self.weighted_counts[rows] += values
-        if step == self.window_steps:
+        if step == int(self.schedule[1]):
             self.window_counts.send(np.stack([self.counts[rows].reshape(-1), self.weighted_counts[rows].reshape(-1)]))
 
 

@@ -7,7 +7,7 @@ from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 from lava.magma.core.process.variable import Var
 
-from lavaflow.processes.window import check_window_steps
+from lavaflow.processes.window import SCHEDULE_SIZE, check_window_steps, initial_schedule
 
 
 class SpikeCounter(AbstractProcess):
@@ -21,6 +21,10 @@ class SpikeCounter(AbstractProcess):
     (2, B·n) = [counts; weighted_counts], through ``window_counts``, an external pipe (Lava's mechanism behind
     io.extractor.Extractor) buffered for every window of the run; ``receive_counts()`` collects them on the host
     in one pass after the run. No Monitor: it would probe every step.
+
+    Windows follow the ``schedule`` Var (lavaflow.processes.window): w counts the windows of the current phase, so
+    a session's phases reuse the rows (each window's rows are zeroed at its first step) and ``receive_counts`` reads
+    one phase's windows at a time.
 
     For our windows first_step is 2 (window step 1 carries no spikes); a netx graph of L layers sends a sample's
     T output steps at window steps L + 1 … T + L, so first_step is L + 1. The values are summed as received, so
@@ -72,10 +76,12 @@ class SpikeCounter(AbstractProcess):
         self.weighted_counts = Var(shape=(num_samples, shape[0]), init=0)
         self.window_counts = OutPort(shape=(2, batch_size * shape[0]))
         self.window_counts.flag_external_pipe(buffer_size=num_samples // batch_size)  # room for every window
+        self.schedule = Var(shape=(SCHEDULE_SIZE,), init=initial_schedule(window_steps))  # set per phase
         self._size = shape[0]
 
-    def receive_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """Host side, after a run over every window: (counts, weighted_counts), each (N, n) float64.
+    def receive_counts(self, windows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Host side, after a run: (counts, weighted_counts) of ``windows`` windows (default: every window the
+        counter holds), each (windows·B, n) float64.
 
         Raises:
             RuntimeError: the graph has not been run (there is no pipe yet).
@@ -83,7 +89,8 @@ class SpikeCounter(AbstractProcess):
         port = self.window_counts
         if not hasattr(port, "external_pipe_csp_recv_port"):
             raise RuntimeError("receive_counts() needs a run: the pipe exists once the runtime is created")
-        windows = [port.external_pipe_csp_recv_port.recv() for _ in range(port.external_pipe_buffer_size)]
+        count = port.external_pipe_buffer_size if windows is None else int(windows)
+        windows = [port.external_pipe_csp_recv_port.recv() for _ in range(count)]
         rows = np.stack(windows).reshape(len(windows), 2, -1, self._size)  # (window, kind, B, n)
         return rows[:, 0].reshape(-1, self._size), rows[:, 1].reshape(-1, self._size)
 

@@ -1,17 +1,17 @@
-"""PayloadSource models: one schedule, float64 or int32 payloads."""
+"""PayloadSource and StreamSource models: float64 or int32 payloads."""
 
 from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
-from lava.magma.core.model.py.ports import PyOutPort
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lavaflow.processes.source.process import PayloadSource
-from lavaflow.processes.window import window_position
+from lavaflow.processes.source.process import PayloadSource, StreamSource
+from lavaflow.processes.window import INPUTS, WINDOW_STEPS, scheduled_position, window_position
 
 
 class AbstractPayloadSourceModel(PyLoihiProcessModel):
@@ -46,3 +46,35 @@ class PyPayloadSourceModelFloat(AbstractPayloadSourceModel):
 class PyPayloadSourceModelFixed(AbstractPayloadSourceModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
     payloads: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+
+
+class AbstractStreamSourceModel(PyLoihiProcessModel):
+    """At window step k < window_steps of a phase with inputs: send the next message of the host's pipe; else zeros."""
+
+    payload_dtype: type = np.float64
+
+    def run_spk(self) -> None:
+        _, step = scheduled_position(self.time_step, self.schedule)
+        if self.schedule[INPUTS] and step < int(self.schedule[WINDOW_STEPS]):
+            self.s_out.send(self.x_in.recv())
+        else:
+            self.s_out.send(np.zeros(self.s_out.shape, dtype=self.payload_dtype))
+
+
+@implements(proc=StreamSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyStreamSourceModelFloat(AbstractStreamSourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    x_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    schedule: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+@implements(proc=StreamSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyStreamSourceModelFixed(AbstractStreamSourceModel):
+    payload_dtype = np.int32
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
+    x_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
+    schedule: np.ndarray = LavaPyType(np.ndarray, np.int64)
