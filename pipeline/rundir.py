@@ -4,9 +4,13 @@
     checkpoint.pt    model/optimiser/scheduler state, epoch, history; loadable with torch.load(weights_only=True)
     history.csv      one row per epoch (losses, accuracies, learning rate, wall seconds), rewritten every epoch
     netspec.npz      the trained network as a NetSpec; its sha256 is metrics.json's ``netspec_sha256``
+    fixed_netspec.npz  instead of netspec.npz where a run holds Loihi integers only (a netx file imported by
+                     ``lavaflow import``): the FixedNetSpec; its sha256 is ``fixed_netspec_sha256``
+    source.json      imported runs: the file the network came from (name, format, sha256, dt, neuron model, reset)
     metrics.json     flat, stable keys (ARCHITECTURE §3); wall times are the keys ending in ``_seconds``
     network.h5       bptt only: slayer's own network description (lava-dl netx)
-    plots/, records/ figures and recorded traces
+    plots/, records/ figures and recorded traces (``simulate --input``: records/<backend>.npz and its raster)
+    export/          ``lavaflow export``'s files (network.nir, network.net) unless told another path
     .lock            held (flock) by the training that writes the run dir
 
 A run dir holds one run: a new training refuses a non-empty run dir unless told to overwrite it, and then first
@@ -34,6 +38,7 @@ import torch
 
 from lavaflow.models.atomic import atomic_write_bytes, atomic_write_text
 from lavaflow.models.errors import LavaflowError
+from lavaflow.models.fixed import FixedNetSpec
 from lavaflow.models.netspec import NetSpec
 
 
@@ -42,10 +47,14 @@ class RunDir:
     CHECKPOINT = "checkpoint.pt"
     HISTORY = "history.csv"
     NETSPEC = "netspec.npz"
+    FIXED_NETSPEC = "fixed_netspec.npz"
+    SOURCE = "source.json"
+    EXPORT = "export"
     METRICS = "metrics.json"
     NETWORK_H5 = "network.h5"
     PLOTS = "plots"
     RECORDS = "records"
+    BUNDLE = "bundle"  # lavaflow deploy's default bundle
     LOCK = ".lock"
     PROBE = ".write-test-"
     # Files a run writes besides the ones above (matched by glob): reports and interrupted atomic writes.
@@ -74,10 +83,10 @@ class RunDir:
     def open(cls, path: str | os.PathLike) -> RunDir:
         """An existing run dir (for export, simulate, deploy)."""
         run_dir = cls(path)
-        if not (run_dir.path / cls.CONFIG).is_file() and not (run_dir.path / cls.NETSPEC).is_file():
+        if not any((run_dir.path / name).is_file() for name in (cls.CONFIG, cls.NETSPEC, cls.FIXED_NETSPEC)):
             raise LavaflowError(
-                f"{run_dir.path} is not a lavaflow run dir (no {cls.CONFIG} or {cls.NETSPEC}); create one with "
-                "`lavaflow train ... --out DIR`"
+                f"{run_dir.path} is not a lavaflow run dir (no {cls.CONFIG}, {cls.NETSPEC} or {cls.FIXED_NETSPEC}); "
+                "create one with `lavaflow train ... --out DIR` or `lavaflow import FILE --out DIR`"
             )
         return run_dir
 
@@ -125,8 +134,8 @@ class RunDir:
 
     def owned_paths(self) -> list[Path]:
         """The files and folders of a run that exist here (everything ``clear`` removes)."""
-        names = [self.CONFIG, self.CHECKPOINT, self.HISTORY, self.NETSPEC, self.METRICS, self.NETWORK_H5,
-                 self.PLOTS, self.RECORDS]
+        names = [self.CONFIG, self.CHECKPOINT, self.HISTORY, self.NETSPEC, self.FIXED_NETSPEC, self.SOURCE,
+                 self.METRICS, self.NETWORK_H5, self.PLOTS, self.RECORDS, self.EXPORT, self.BUNDLE]
         paths = [self.file(name) for name in names if self.file(name).exists()]
         for pattern in self.OWNED_PATTERNS:
             paths += [path for path in sorted(self.path.glob(pattern)) if path not in paths]
@@ -137,6 +146,27 @@ class RunDir:
         return not self.path.exists() or all(
             entry.name == self.LOCK or entry.name.startswith(self.PROBE) for entry in self.path.iterdir()
         )
+
+    def check_new(self, *, overwrite: bool, command: str) -> None:
+        """Refuse to write a new run into a run dir holding another one, unless ``overwrite`` (then ``clear`` it).
+
+        Call it holding ``lock``. Training has its own variant that also knows --resume (pipeline.training).
+
+        Raises:
+            LavaflowError: the run dir is not empty and ``overwrite`` is False; the message lists what it holds.
+        """
+        if self.is_empty():
+            return
+        if not overwrite:
+            names = sorted(entry.name for entry in self.path.iterdir()
+                           if entry.name != self.LOCK and not entry.name.startswith(self.PROBE))
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            raise LavaflowError(
+                f"the run dir {self.path} is not empty (it holds {shown}); pass --overwrite to replace the run in it "
+                f"(its spec, metrics, source, plots and records are deleted first), or give `lavaflow {command}` "
+                "another --out directory"
+            )
+        self.clear()
 
     def clear(self, keep: tuple[str, ...] = ()) -> None:
         """Remove the files an earlier run wrote (other files are left alone), except the names in ``keep``."""
@@ -210,32 +240,74 @@ class RunDir:
             return []
 
     # ---------------------------------------------------------------------------------------------- netspec
-    def save_netspec(self, spec: NetSpec) -> str:
-        """Write netspec.npz and bind it to this run: its sha256 goes into metrics.json as ``netspec_sha256``.
+    def save_netspec(self, spec: NetSpec | FixedNetSpec) -> str:
+        """Write the run's network and bind it to this run: its sha256 goes into metrics.json.
 
-        The one place that records the binding (training and import both save through here). Returns the hash.
+        A NetSpec goes to netspec.npz (``netspec_sha256``), a FixedNetSpec (an imported netx network) to
+        fixed_netspec.npz (``fixed_netspec_sha256``). The one place that records the binding (training and import
+        both save through here). Returns the hash.
         """
-        spec.save(self.file(self.NETSPEC))
-        digest = _sha256(self.file(self.NETSPEC))
-        self.update_metrics({"netspec_sha256": digest})
+        name = self.FIXED_NETSPEC if isinstance(spec, FixedNetSpec) else self.NETSPEC
+        spec.save(self.file(name))
+        digest = _sha256(self.file(name))
+        self.update_metrics({_binding_key(name): digest})
         return digest
 
     def load_netspec(self) -> NetSpec:
-        """The run's NetSpec; refuses a netspec.npz whose hash is not the one this run recorded (a run dir from
-        before the binding, whose metrics have no ``netspec_sha256``, is read as it is)."""
+        """The run's float NetSpec; refuses a netspec.npz whose hash is not the one this run recorded (a run dir
+        from before the binding, whose metrics have no ``netspec_sha256``, is read as it is)."""
         path = self.file(self.NETSPEC)
         if not path.is_file():
+            if self.file(self.FIXED_NETSPEC).is_file():
+                raise LavaflowError(
+                    f"{self.path} holds a network in Loihi integers ({self.FIXED_NETSPEC}, imported from a netx "
+                    "file) and no float NetSpec; this step needs one: import a NIR file instead, or use a command "
+                    "that reads fixed-point networks (simulate --backend lava-fixed or torch)"
+                )
             raise LavaflowError(
                 f"no {self.NETSPEC} in {self.path}; finish `lavaflow train ... --out {self.path}` first"
             )
-        recorded = self.read_metrics().get("netspec_sha256")
+        self._check_binding(path)
+        return NetSpec.load(path)
+
+    def load_spec(self) -> NetSpec | FixedNetSpec:
+        """The run's network in whichever precision it holds: netspec.npz (trained, or imported from NIR) if
+        present, else fixed_netspec.npz (imported from netx); checked against its recorded hash as ``load_netspec``.
+        """
+        path = self.file(self.FIXED_NETSPEC)
+        if self.file(self.NETSPEC).is_file() or not path.is_file():
+            return self.load_netspec()
+        self._check_binding(path)
+        return FixedNetSpec.load(path)
+
+    def _check_binding(self, path: Path) -> None:
+        key = _binding_key(path.name)
+        recorded = self.read_metrics().get(key)
         if recorded is not None and _sha256(path) != recorded:
             raise LavaflowError(
-                f"{path} is not the network this run saved (its sha256 differs from netspec_sha256 in "
-                f"{self.METRICS}): it was copied from another run or changed since; train this run again "
-                "(`lavaflow train ... --resume`) or simulate the run dir the file came from"
+                f"{path} is not the network this run saved (its sha256 differs from {key} in "
+                f"{self.METRICS}): it was copied from another run or changed since; train or import this run "
+                "again (`lavaflow train ... --resume`, `lavaflow import FILE --out RUN --overwrite`) or simulate "
+                "the run dir the file came from"
             )
-        return NetSpec.load(path)
+
+    # ---------------------------------------------------------------------------------------------- source
+    def write_source(self, source: dict[str, Any]) -> None:
+        """source.json: where an imported network came from (``lavaflow import``)."""
+        atomic_write_text(self.file(self.SOURCE), json.dumps(source, indent=2, sort_keys=True) + "\n")
+
+    def read_source(self) -> dict[str, Any]:
+        """source.json as a mapping; {} for a run trained here (no source.json)."""
+        path = self.file(self.SOURCE)
+        if not path.is_file():
+            return {}
+        try:
+            source = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise LavaflowError(f"{path} is corrupt ({error}); import the file again with --overwrite") from None
+        if not isinstance(source, dict):
+            raise LavaflowError(f"{path} does not hold a mapping; import the file again with --overwrite")
+        return source
 
     # ---------------------------------------------------------------------------------------------- metrics
     def read_metrics(self) -> dict[str, Any]:
@@ -255,6 +327,11 @@ class RunDir:
         metrics = {**self.read_metrics(), **values}
         atomic_write_text(self.file(self.METRICS), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         return metrics
+
+
+def _binding_key(name: str) -> str:
+    """metrics.json's key for the sha256 of a spec file: netspec_sha256, fixed_netspec_sha256."""
+    return f"{Path(name).stem}_sha256"
 
 
 def _sha256(path: Path) -> str:

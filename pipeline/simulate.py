@@ -24,37 +24,57 @@ Which samples, and which metrics.json keys:
 
 Files: ``plots/raster_<backend>.png`` and ``plots/firing_rates_<backend>.png`` (the first samples, see
 pipeline.spike_plots) and, for lava-fixed, ``quantization.txt`` (what quantisation changed, tensor by tensor).
+
+One code path for trained and imported runs (``lavaflow import``, pipeline.interop): the run's spec is a NetSpec
+(trained, or imported from NIR) or a FixedNetSpec (imported from netx, already in Loihi integers: lava-fixed runs
+it as it is, torch runs the reference in its integers, lava-float cannot take it). ``encoder`` and ``steps``
+replace the spec's input encoding and T. An imported run has no training config and so no evaluation set: it needs
+``data``, its figures go under the plain keys (``test_accuracy_<backend>`` ...) and ``simulate_data_<backend>``,
+``simulate_encoding_<backend>``, ``simulate_steps_<backend>`` say what they measured. On a trained run an encoder or
+T other than the run's own appends ``_<encoder>`` or ``_T<steps>`` to the keys.
+
+Driving a network with your own input (``record_input``, ``simulate --input``): one sample of T steps, (T, n_in)
+spikes, event counts or currents (T need not be the spec's), run on each backend with per-step records of
+"population.variable" traces, written as ``records/<backend>.npz`` ((T, n) per trace; v and u in float, or in
+24-bit integer LSBs for lava-fixed) with a picture, ``records/raster_<backend>.png``. Lava backends are checked
+against the reference simulator in the same precision on the same input.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch.utils.data import DataLoader
 
 from lavaflow.deploy.quantize import exact_input_range, quantize
-from lavaflow.models.atomic import atomic_write_text
+from lavaflow.models.atomic import atomic_write_bytes, atomic_write_text
 from lavaflow.models.errors import BackendError, ConfigError, DataError, NetSpecError
 from lavaflow.models.fixed import FixedNetSpec
-from lavaflow.models.netspec import NetSpec, check_integer
+from lavaflow.models.netspec import Input, NetSpec, check_integer
 from lavaflow.models.reference import SimulationResult, simulate
 from lavaflow.pipeline.choices import DEFAULT_BACKENDS, SIMULATE_BACKENDS
 from lavaflow.pipeline.config import read_yaml
 from lavaflow.pipeline.data import encode, load_data
 from lavaflow.pipeline.rundir import RunDir
-from lavaflow.pipeline.spike_plots import plot_firing_rates, plot_raster
+from lavaflow.pipeline.spike_plots import plot_firing_rates, plot_raster, plot_traces
 from lavaflow.pipeline.training import EVALUATION_STREAM, epoch_generator
 
 QUANTIZATION_REPORT = "quantization.txt"
 REFERENCE_NEURON_STEPS = 1 << 24  # neuron updates per reference-simulator call: bounds memory, moves progress
 LAVA_CHUNK = {True: 4096, False: 512}  # samples per Lava run (fused, plain): progress at ~10 % extra compile time
 PLOT_SAMPLES = 16  # samples recorded step by step for the plots
+FLOAT_ONLY = "lava-float"  # the backend that cannot take a FixedNetSpec
+Spec = NetSpec | FixedNetSpec
 
 
 @dataclass(frozen=True)
@@ -80,22 +100,51 @@ def evaluation_inputs(
 ) -> EvaluationInputs:
     """Encode the test split exactly as the trainer's evaluation does (same encoder, seeded generator, batches).
 
+    A network with a flat input (n,) (a network imported from netx or NIR often has one) takes images of n pixels
+    flattened in (C, H, W) row-major order, as torch's flatten writes them. A network trained on another pixel
+    order (netx files store shapes as (W, H, C)) needs its samples in that order: give them with --input.
+
     Raises:
         DataError: the data set's samples do not fit the network's input (shape or encoding).
     """
     _, test_set, info = load_data(data, time_steps=spec.time_steps, data_dir=data_dir, limit=limit, seed=seed)
-    if tuple(info.input_shape) != tuple(spec.input.shape) or spec.input.encoding not in info.encodings:
+    shape = tuple(info.input_shape)
+    flatten = len(spec.input.shape) == 1 and shape != spec.input.shape and int(np.prod(shape)) == spec.input.size
+    if (shape != tuple(spec.input.shape) and not flatten) or spec.input.encoding not in info.encodings:
         raise DataError(
             f"the network takes {spec.input.encoding}-encoded input of shape {spec.input.shape}, but {data} gives "
             f"{info.kind.value} samples of shape {info.input_shape} (encodings {', '.join(info.encodings)}); "
-            "simulate it on the data set it was trained on (leave out --data)"
+            "simulate it on the data set it was trained on (leave out --data), or choose an encoding the data set "
+            "offers with --encoder"
         )
     generator = epoch_generator(seed, -1, EVALUATION_STREAM)
     batches, labels = [], []
     for batch, targets in DataLoader(test_set, batch_size=batch_size):
-        batches.append(encode(batch, spec.input.encoding, spec.time_steps, generator).numpy())
+        encoded = encode(batch, spec.input.encoding, spec.time_steps, generator).numpy()
+        batches.append(encoded.reshape(*encoded.shape[:2], -1) if flatten else encoded)
         labels.append(targets.numpy())
     return EvaluationInputs(np.ascontiguousarray(np.concatenate(batches, axis=1)), np.concatenate(labels))
+
+
+def with_input(spec: Spec, *, encoding: str | None = None, time_steps: int | None = None) -> Spec:
+    """``spec`` driven another way: its input read as ``encoding`` and run for ``time_steps`` (None keeps each).
+
+    The weights are untouched; only what the simulators check and how long they run changes. An imported file does
+    not say how its input was encoded, so simulate lets the user say it (--encoder), and any T may be run.
+
+    Raises:
+        ConfigError: an unknown encoding or a T below 1.
+    """
+    changes: dict[str, Any] = {}
+    if encoding is not None and encoding != spec.input.encoding:
+        if encoding not in Input.ENCODINGS:
+            raise ConfigError(f"unknown encoder {encoding!r}; choose one of {', '.join(Input.ENCODINGS)}")
+        changes["input"] = Input(spec.input.shape, encoding)
+    if time_steps is not None and time_steps != spec.time_steps:
+        if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
+            raise ConfigError(f"--steps must be a positive number of time steps, got {time_steps!r}")
+        changes["time_steps"] = time_steps
+    return dataclasses.replace(spec, **changes) if changes else spec
 
 
 @contextmanager
@@ -146,12 +195,16 @@ def _lava(spec: NetSpec | FixedNetSpec, inputs: np.ndarray, backend: str, fused:
     return np.concatenate(counts), np.concatenate(predictions), seconds
 
 
-def _check_backends(spec: NetSpec, backends: Sequence[str]) -> None:
+def _check_backends(spec: Spec, backends: Sequence[str]) -> None:
     """Fail at once, before any slow simulation, on a backend that cannot run here or cannot take the network."""
     unknown = [b for b in backends if b not in SIMULATE_BACKENDS]
     if unknown or not backends:
         raise BackendError(f"unknown backend {', '.join(unknown) or '(none)'}; choose from: "
                            f"{', '.join(SIMULATE_BACKENDS)}")
+    if isinstance(spec, FixedNetSpec) and FLOAT_ONLY in backends:
+        raise BackendError(f"{FLOAT_ONLY} simulates float networks, but this run holds its network in Loihi "
+                           "integers (a FixedNetSpec, imported from a netx file); run it on lava-fixed (bit-accurate) "
+                           "or torch (the reference simulator, in the same integers)")
     lava = [b for b in backends if b != "torch"]
     if not lava:
         return
@@ -172,27 +225,60 @@ def _check_backends(spec: NetSpec, backends: Sequence[str]) -> None:
                            "it as it is: --backend torch") from None
 
 
-def _samples(run_dir: RunDir, spec: NetSpec, config: dict[str, Any], metrics: dict[str, Any], *,
-             limit: int | None, data: str | None, data_dir: str | None) -> Samples:
-    """The run's evaluation set, or the subset ``limit``/``data`` select, with the key suffix that names it."""
+def _choose_backends(spec: Spec, backends: Sequence[str] | None) -> tuple[str, ...]:
+    """The backends asked for, checked; without a choice, the defaults this network can take (with a note)."""
+    if backends is None:
+        defaults = tuple(b for b in DEFAULT_BACKENDS if not (isinstance(spec, FixedNetSpec) and b == FLOAT_ONLY))
+        try:
+            _check_backends(spec, defaults)
+            return defaults
+        except BackendError as error:
+            print(f"simulate: running torch only: {error}", file=sys.stderr, flush=True)
+            return ("torch",)
+    _check_backends(spec, backends)
+    return tuple(backends)
+
+
+def _variant(spec: Spec, encoder: str | None, steps: int | None) -> str:
+    """The key suffix of a trained run driven another way than it was trained: _<encoder>, _T<steps>."""
+    suffix = f"_{encoder}" if encoder is not None and encoder != spec.input.encoding else ""
+    return suffix + (f"_T{steps}" if steps is not None and steps != spec.time_steps else "")
+
+
+def _samples(run_dir: RunDir, spec: Spec, config: dict[str, Any], metrics: dict[str, Any], *,
+             limit: int | None, data: str | None, data_dir: str | None, variant: str = "") -> Samples:
+    """The run's evaluation set, or the subset ``limit``/``data`` select, with the key suffix that names it.
+
+    ``spec`` is the network as it will be driven (``with_input``); ``variant`` the suffix its encoder or T adds on
+    a trained run. A run without a training config (imported) has no evaluation set: ``data`` names the samples and
+    the keys stay plain.
+    """
     run_data = config.get("data") or spec.metadata.get("data")
     chosen = data or run_data
     if not chosen:
-        raise ConfigError(f"{run_dir.path} names no data set; pass --data NAME")
+        raise ConfigError(f"{run_dir.path} names no data set (it was not trained here); pass --data NAME, and "
+                          "--encoder and --steps if the network reads its input otherwise than its spec says "
+                          f"({spec.input.encoding}, T = {spec.time_steps})")
     run_limit = config.get("limit")
     inputs = evaluation_inputs(spec, chosen, data_dir=data_dir or config.get("data_dir"),
                                limit=run_limit if limit is None else limit, seed=int(config.get("seed", 0)),
                                batch_size=int(config.get("test_batch_size", 256)))
     count = len(inputs.targets)
+    if not config:
+        return Samples(inputs, "", f"{count} test samples of {chosen} ({spec.input.encoding} encoding, "
+                       f"T = {spec.time_steps})")
     run_count = metrics.get("test_samples")  # what training measured test_accuracy on
     same = limit is None or (count == run_count if run_count is not None else limit == run_limit)
     if chosen != run_data:
-        return Samples(inputs, f"_{chosen}" + ("" if limit is None else f"_first{count}"),
+        return Samples(inputs, f"_{chosen}" + variant + ("" if limit is None else f"_first{count}"),
                        f"{count} test samples of {chosen}")
-    if same:
+    if same and not variant:
         return Samples(inputs, "", f"{count} test samples, the run's evaluation set")
-    return Samples(inputs, f"_first{count}", f"{count} test samples (--limit {limit}; the run's evaluation set "
-                   f"has {run_count if run_count is not None else run_limit or 'all'})")
+    if same:
+        return Samples(inputs, variant, f"{count} test samples of the run's evaluation set ({spec.input.encoding} "
+                       f"encoding, T = {spec.time_steps})")
+    return Samples(inputs, f"{variant}_first{count}", f"{count} test samples (--limit {limit}; the run's evaluation "
+                   f"set has {run_count if run_count is not None else run_limit or 'all'})")
 
 
 def simulate_backends(
@@ -204,45 +290,47 @@ def simulate_backends(
     data_dir: str | None = None,
     plain_graph: bool = False,
     plots: bool = True,
+    encoder: str | None = None,
+    steps: int | None = None,
 ) -> tuple[dict[str, Any], tuple[str, ...], Samples]:
     """Simulate on each backend; merge the figures into metrics.json, write plots and the quantisation report.
 
     Args:
         backends: the backends to run; None runs DEFAULT_BACKENDS, leaving out (with a note on stderr) the Lava
-            backends when the Lava export cannot take the network.
+            backends when the Lava export cannot take the network, and lava-float for a FixedNetSpec.
+        encoder, steps: drive the network with this input encoding and T (None: the spec's own).
 
     Returns:
         The merged metrics, the backends run, and the samples they were measured on (whose ``suffix`` ends
         every key written).
 
     Raises:
-        ConfigError: a limit below 1. BackendError: a backend that cannot run here or cannot take the network.
+        ConfigError: a limit below 1, an unknown encoder, a run without a data set and no ``data``.
+        BackendError: a backend that cannot run here or cannot take the network.
         DataError: data that does not fit the network, or missing files.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"--limit must be a positive number of test samples, got {limit!r}")
     with run_dir.lock():  # a training still writing the run dir, or another simulate, would mix the files
         return _simulate_backends(run_dir, backends, limit=limit, data=data, data_dir=data_dir,
-                                  plain_graph=plain_graph, plots=plots)
+                                  plain_graph=plain_graph, plots=plots, encoder=encoder, steps=steps)
 
 
 def _simulate_backends(run_dir: RunDir, backends: Sequence[str] | None, *, limit: int | None, data: str | None,
-                       data_dir: str | None, plain_graph: bool, plots: bool
-                       ) -> tuple[dict[str, Any], tuple[str, ...], Samples]:
-    spec = run_dir.load_netspec()
-    if backends is None:
-        try:
-            _check_backends(spec, DEFAULT_BACKENDS)
-            backends = DEFAULT_BACKENDS
-        except BackendError as error:
-            print(f"simulate: running torch only: {error}", file=sys.stderr, flush=True)
-            backends = ("torch",)
-    _check_backends(spec, backends)
+                       data_dir: str | None, plain_graph: bool, plots: bool, encoder: str | None = None,
+                       steps: int | None = None) -> tuple[dict[str, Any], tuple[str, ...], Samples]:
+    own = run_dir.load_spec()
+    spec = with_input(own, encoding=encoder, time_steps=steps)
+    backends = _choose_backends(spec, backends)
     config = read_yaml(run_dir.file(RunDir.CONFIG)) if run_dir.file(RunDir.CONFIG).is_file() else {}
-    samples = _samples(run_dir, spec, config, run_dir.read_metrics(), limit=limit, data=data, data_dir=data_dir)
+    samples = _samples(run_dir, spec, config, run_dir.read_metrics(), limit=limit, data=data, data_dir=data_dir,
+                       variant=_variant(own, encoder, steps))
     metrics: dict[str, Any] = {}
     for backend in backends:
         figures = _simulate_one(run_dir, spec, backend, samples, plain_graph=plain_graph, plots=plots)
+        if not config:  # no evaluation set to name them: say what the figures measured
+            figures.update({f"simulate_data_{backend}": data, f"simulate_encoding_{backend}": spec.input.encoding,
+                            f"simulate_steps_{backend}": spec.time_steps})
         metrics = run_dir.update_metrics(figures)
     return metrics, tuple(backends), samples
 
@@ -252,13 +340,18 @@ def simulate_run(run_dir: RunDir, backend: str, **options: Any) -> dict[str, Any
     return simulate_backends(run_dir, [backend], **options)[0]
 
 
-def _simulate_one(run_dir: RunDir, spec: NetSpec, backend: str, samples: Samples, *, plain_graph: bool,
+def _simulated(run_dir: RunDir, spec: Spec, backend: str, inputs: np.ndarray) -> Spec:
+    """The network in the backend's arithmetic: quantised for lava-fixed unless it already is (an imported netx)."""
+    if backend == "lava-fixed" and isinstance(spec, NetSpec):
+        return _quantize(run_dir, spec, inputs)
+    return spec
+
+
+def _simulate_one(run_dir: RunDir, spec: Spec, backend: str, samples: Samples, *, plain_graph: bool,
                   plots: bool) -> dict[str, Any]:
     inputs, targets = samples.data.inputs, samples.data.targets
     print(f"{backend}: simulating {len(targets)} samples", file=sys.stderr, flush=True)
-    simulated: NetSpec | FixedNetSpec = spec
-    if backend == "lava-fixed":
-        simulated = _quantize(run_dir, spec, inputs)
+    simulated = _simulated(run_dir, spec, backend, inputs)
     started = time.perf_counter()
     oracle = reference(simulated, inputs, description=f"{backend}: reference")
     oracle_seconds = time.perf_counter() - started
@@ -284,6 +377,147 @@ def _simulate_one(run_dir: RunDir, spec: NetSpec, backend: str, samples: Samples
     return figures
 
 
+# ------------------------------------------------------------------------------------------ your own input
+@dataclass(frozen=True)
+class Recorded:
+    """One backend's run of ``record_input``.
+
+    Attributes:
+        backend: the backend.
+        records: "population.variable" → (T, n) per-step values (spikes uint8; v, u float64, or int64 24-bit LSBs
+            in fixed point), as saved in ``path``.
+        path: RUN/records/<backend>.npz.
+        plot: RUN/records/raster_<backend>.png.
+        reference_equal: Lava backends: whether every trace equals the reference simulator's in the same precision
+            on the same input (spikes exactly; v and u exactly in fixed point, to 1e-9 relative in float). None
+            for torch, which is the reference.
+    """
+
+    backend: str
+    records: dict[str, np.ndarray]
+    path: Path
+    plot: Path
+    reference_equal: bool | None
+
+
+def load_input(path: str | os.PathLike, spec: Spec) -> np.ndarray:
+    """A .npy of one sample, (T, n_in) or (T, *input_shape), as the simulators' (T, 1, *input_shape) float64.
+
+    Raises:
+        DataError: a missing or unreadable file, an array that is not real numbers, of another shape (the message
+            names the one expected), empty, or holding NaN or inf.
+    """
+    path = Path(path)
+    shape, size = tuple(spec.input.shape), spec.input.size
+    expected = f"(T, {size})" + (f" or (T, {', '.join(map(str, shape))})" if len(shape) > 1 else "")
+    try:
+        values = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"no input file {path}; save one sample's input as a {expected} array with numpy.save "
+                        "(T time steps of spikes, event counts or currents)") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"{path} is not a readable .npy array ({error}); save a {expected} array with numpy.save "
+                        "(not an .npz, not pickled objects)") from None
+    if not isinstance(values, np.ndarray) or values.dtype.kind not in "buif":
+        raise DataError(f"{path} holds {getattr(values, 'dtype', type(values).__name__)} values; the network takes "
+                        f"real numbers of shape {expected}")
+    if values.ndim == 2 and values.shape[1] == size:
+        values = values.reshape(values.shape[0], *shape)
+    elif values.shape[1:] != shape or values.ndim < 2:
+        raise DataError(f"{path} holds an array of shape {values.shape}; the network takes one sample of shape "
+                        f"{expected}: T time steps (any T ≥ 1) of its {size} inputs")
+    if values.shape[0] == 0:
+        raise DataError(f"{path} holds no time steps (shape {values.shape}); the network takes {expected}, T ≥ 1")
+    if not np.all(np.isfinite(values)):
+        where = np.argwhere(~np.isfinite(values.reshape(values.shape[0], -1)))[0]
+        raise DataError(f"{path} holds NaN or inf (first at step {where[0]}, input {where[1]}); the network takes "
+                        f"finite values of shape {expected}")
+    return np.ascontiguousarray(values[:, None], dtype=np.float64)
+
+
+def record_input(run_dir: RunDir, backends: Sequence[str] | None, input_path: str | os.PathLike, *,
+                 record: Sequence[str] = (), encoder: str | None = None, plain_graph: bool = False) -> list[Recorded]:
+    """Drive the run's network with one sample of your own and record traces on each backend.
+
+    Args:
+        backends: as ``simulate_backends`` (None: the defaults this network can take).
+        input_path: a .npy of (T, n_in) spikes, event counts or currents (``load_input``); T sets the run length.
+        record: "population.variable" names ("spikes", "v", and "u" for CUBA kinds); default: every population's
+            spikes.
+        encoder: how the values are read (default: the spec's input encoding): rate takes 0/1 spikes, events
+            integer counts, current any real values (in fixed point mapped to 8-bit payloads by the spec's input
+            scale).
+
+    Returns:
+        One ``Recorded`` per backend, in order; records/<backend>.npz and records/raster_<backend>.png written.
+
+    Raises:
+        DataError: a bad input file, or values the encoding cannot take. ConfigError: an unknown record name (the
+            message lists them) or encoder. BackendError: as ``simulate_backends``.
+    """
+    if isinstance(record, str):
+        raise ConfigError(f"record must be a sequence of names, got the string {record!r}")
+    with run_dir.lock():
+        own = run_dir.load_spec()
+        inputs = load_input(input_path, own)
+        spec = with_input(own, encoding=encoder, time_steps=inputs.shape[0])
+        try:
+            spec.input.check_values(inputs)
+        except DataError as error:
+            raise DataError(f"{input_path}: {error}; the network reads its input as {spec.input.encoding} (pass "
+                            "--encoder current to feed real values as input currents)") from None
+        chosen = _choose_backends(spec, backends)
+        names = list(dict.fromkeys(record)) or [f"{name}.spikes" for name in spec.populations]
+        return [_record_one(run_dir, spec, backend, inputs, names, plain_graph=plain_graph) for backend in chosen]
+
+
+def _record_one(run_dir: RunDir, spec: Spec, backend: str, inputs: np.ndarray, names: list[str], *,
+                plain_graph: bool) -> Recorded:
+    simulated = _simulated(run_dir, spec, backend, inputs)
+    oracle = {name: values[:, 0] for name, values in simulate(simulated, inputs, record=names).records.items()}
+    equal: bool | None = None
+    if backend == "torch":
+        records = oracle
+    else:
+        from lavaflow.pipeline.lava.run import run_lava
+
+        result = run_lava(simulated, inputs, backend=backend, fused=not plain_graph, batch_size=1, record=names)
+        records = {name: np.ascontiguousarray(result.records[name][0]) for name in names}
+        equal = all(_same(records[name], oracle[name], exact=isinstance(simulated, FixedNetSpec) or
+                          name.endswith(".spikes")) for name in names)
+    directory = run_dir.file(RunDir.RECORDS)
+    path, plot = directory / f"{backend}.npz", directory / f"raster_{backend}.png"
+    buffer = io.BytesIO()
+    np.savez(buffer, **records)
+    atomic_write_bytes(path, buffer.getvalue())
+    arithmetic = "Lava fixed-point integers" if isinstance(simulated, FixedNetSpec) else "float"
+    plot_traces(records, plot, title=f"{backend} ({arithmetic}), your input: T = {inputs.shape[0]} steps")
+    return Recorded(backend, records, path, plot, equal)
+
+
+def _same(values: np.ndarray, expected: np.ndarray, *, exact: bool) -> bool:
+    if values.shape != expected.shape:
+        return False
+    if exact:
+        return bool(np.array_equal(values, expected))
+    return bool(np.allclose(values, expected, rtol=1e-9, atol=1e-12))
+
+
+def format_records(recorded: Sequence[Recorded]) -> str:
+    """What each backend recorded: the files, each trace's shape and spike count, and agreement with the reference."""
+    lines = []
+    for item in recorded:
+        check = {None: "", True: "; equal to the reference simulator's", False: "; DIFFERENT from the reference "
+                 "simulator's in the same precision (please report this)"}[item.reference_equal]
+        lines.append(f"{item.backend}: {item.path} ({len(item.records)} traces{check}), raster {item.plot}")
+        for name, values in item.records.items():
+            detail = f"{int(values.sum())} spikes" if name.endswith(".spikes") else \
+                f"range [{values.min():.6g}, {values.max():.6g}]"
+            lines.append(f"  {name:<24} {values.shape!s:<12} {detail}")
+    lines.append("load with numpy.load(PATH): one (T, n) array per \"population.variable\"")
+    return "\n".join(lines)
+
+
 def _quantize(run_dir: RunDir, spec: NetSpec, inputs: np.ndarray) -> FixedNetSpec:
     """Quantise for lava-fixed and save the report beside the run's other files."""
     input_range, lines = 1.0, []
@@ -298,7 +532,7 @@ def _quantize(run_dir: RunDir, spec: NetSpec, inputs: np.ndarray) -> FixedNetSpe
     return fixed
 
 
-def _plot(run_dir: RunDir, spec: NetSpec | FixedNetSpec, backend: str, inputs: np.ndarray,
+def _plot(run_dir: RunDir, spec: Spec, backend: str, inputs: np.ndarray,
           targets: np.ndarray) -> None:
     """Raster and firing rates of the first samples, from the reference in the backend's arithmetic."""
     names = list(spec.populations)
@@ -313,10 +547,17 @@ def _plot(run_dir: RunDir, spec: NetSpec | FixedNetSpec, backend: str, inputs: n
                       title=f"{where}, first {shown.shape[1]} test samples")
 
 
-def format_table(metrics: dict[str, Any], backends: Sequence[str], samples: Samples) -> str:
-    """The backends side by side, with training's own test accuracy where it measured the same samples."""
+def format_table(metrics: dict[str, Any], backends: Sequence[str], samples: Samples, *, quantised: bool = True
+                 ) -> str:
+    """The backends side by side, with training's own test accuracy where it measured the same samples.
+
+    ``quantised``: lava-fixed quantised a float network (and wrote its report); False for a network already in
+    Loihi integers.
+    """
     suffix = samples.suffix
     network = " on ".join(str(metrics[key]) for key in ("method", "data") if metrics.get(key)) or "network"
+    if metrics.get("imported_format"):
+        network = f"imported {metrics['imported_format']} network"
     lines = [f"{network}: {samples.description}"]
     if not suffix and metrics.get("test_accuracy") is not None:
         lines[0] += f" (training measured test_accuracy {metrics['test_accuracy']:.2%} on them)"
@@ -330,5 +571,5 @@ def format_table(metrics: dict[str, Any], backends: Sequence[str], samples: Samp
     lines.append(f"metrics.json: test_accuracy_<backend>{suffix}, spike_agreement_<backend>{suffix}, "
                  f"samples_per_second_<backend>{suffix}, ...")
     lines.append("plots: plots/raster_<backend>.png, plots/firing_rates_<backend>.png"
-                 + (f"; quantisation report: {QUANTIZATION_REPORT}" if "lava-fixed" in backends else ""))
+                 + (f"; quantisation report: {QUANTIZATION_REPORT}" if "lava-fixed" in backends and quantised else ""))
     return "\n".join(lines)

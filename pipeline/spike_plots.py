@@ -14,6 +14,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 RASTER_SAMPLES = 4  # samples side by side in a raster
 RASTER_NEURONS = 200  # at most this many rows per population (evenly spaced neurons), so rasters stay legible
@@ -91,6 +92,45 @@ def plot_firing_rates(spikes: dict[str, np.ndarray], path: Path, title: str) -> 
     spread_axis.legend(fontsize=8)
     for axis in (mean_axis, spread_axis):
         axis.grid(alpha=0.3)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_traces(records: dict[str, np.ndarray], path: Path, title: str) -> None:
+    """One panel per recorded trace of one sample: spikes as a raster, v and u as a heat map (``simulate --input``).
+
+    Args:
+        records: "population.variable" → (T, n) per-step values; ".spikes" traces hold 0/1.
+    """
+    if not records:
+        raise ValueError("plot_traces needs at least one trace")
+    heights = [min(RASTER_NEURONS, values.shape[1]) for values in records.values()]
+    figure, axes = plt.subplots(len(records), 1, figsize=(8, 1.2 + 2.0 * len(records)), squeeze=False,
+                                gridspec_kw={"height_ratios": [max(h, 30) for h in heights]})
+    for axis, (name, values), rows in zip(axes[:, 0], records.items(), heights, strict=True):
+        time_steps, size = values.shape
+        neurons = np.linspace(0, size - 1, rows).round().astype(int)
+        image = np.asarray(values[:, neurons], dtype=np.float64).T
+        subset = "" if rows == size else f" ({rows} evenly spaced shown)"
+        extent = (0, time_steps, rows, 0)
+        if name.endswith(".spikes"):
+            shown = axis.imshow(image, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest",
+                                extent=extent)
+            label = f"{int(values.sum())} spikes, {float(values.mean()):.3f} per neuron and step"
+        else:
+            bound = float(np.abs(image).max()) or 1.0
+            shown = axis.imshow(image, aspect="auto", cmap="coolwarm", vmin=-bound, vmax=bound,
+                                interpolation="nearest", extent=extent)
+            label = f"range [{image.min():.4g}, {image.max():.4g}]"
+        bar = figure.colorbar(shown, ax=axis, fraction=0.03, pad=0.01)  # on every panel: their time axes align
+        if name.endswith(".spikes"):
+            bar.set_ticks([0, 1])
+        axis.set_title(f"{name}: {size} neurons{subset}; {label}", fontsize=9, loc="left")
+        axis.set_ylabel("neuron", fontsize=8)
+        axis.set_yticks([])
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[-1, 0].set_xlabel("time step")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     _save(figure, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -250,3 +251,40 @@ def test_a_batch_size_that_is_not_a_positive_integer_is_refused(batch_size: obje
     )
     with pytest.raises(ConfigError, match="batch_size"):
         simulate.reference(spec, np.zeros((2, 1, 3)), batch_size=batch_size)
+
+
+def test_a_trained_run_driven_by_your_input_records_what_the_reference_computes(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--input on a run trained here: lava-fixed quantises as for data set samples; (T, n) traces, T of the file."""
+    from lavaflow.deploy.quantize import exact_input_range, quantize
+    from lavaflow.models.reference import simulate as reference_simulate
+
+    spec = RunDir(run).load_netspec()
+    time_steps = spec.time_steps + 3
+    image = np.random.default_rng(0).integers(0, 17, spec.input.size) / 16  # digits' intensities lie on a 1/16 grid
+    currents = np.repeat(image[None], time_steps, axis=0)
+    np.save(tmp_path / "image.npy", currents)
+    names = [f"{name}.{variable}" for name in spec.populations for variable in ("v", "spikes")]
+    assert main(["simulate", str(run), "--backend", "lava-fixed", "--input", str(tmp_path / "image.npy"),
+                 "--record", ",".join(names)]) == 0
+    assert "equal to the reference simulator's" in capsys.readouterr().out
+    inputs = currents.reshape(time_steps, 1, *spec.input.shape)
+    fixed, _ = quantize(dataclasses.replace(spec, time_steps=time_steps), input_range=exact_input_range(inputs[0]))
+    expected = reference_simulate(fixed, inputs, record=names).records
+    with np.load(run / "records" / "lava-fixed.npz") as archive:
+        assert sorted(archive.files) == sorted(names)
+        for name in names:
+            assert archive[name].shape == (time_steps, spec.populations[name.split(".")[0]].size)
+            np.testing.assert_array_equal(archive[name], expected[name][:, 0], err_msg=name)
+    assert sum(expected[name].sum() for name in names if name.endswith(".spikes")) > 0
+    assert "test_accuracy_lava-fixed" not in metrics(run)  # one input is no accuracy
+
+
+def test_another_encoder_or_steps_on_a_trained_run_writes_keys_that_say_so(run: Path) -> None:
+    assert main(["simulate", str(run), "--backend", "torch", "--steps", "3", "--limit", "5"]) == 0
+    assert main(["simulate", str(run), "--backend", "torch", "--steps", "3"]) == 0
+    values = metrics(run)
+    assert values["simulate_samples_torch_T3_first5"] == 5
+    assert values["simulate_samples_torch_T3"] == EVALUATION_SET
+    assert "test_accuracy_torch" not in values  # the evaluation set's own figure is not overwritten
