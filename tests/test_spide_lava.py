@@ -1,0 +1,272 @@
+"""SPIDE's training as one Lava graph (pipeline/lava/spide_graph.py, processes/spide/) against the torch SPIDE
+(pipeline/spide.py): one batch's gradients and optimiser step, float and fixed point, single- and multi-layer."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lavaflow.models.errors import ConfigError
+from lavaflow.pipeline.lava.spide_graph import SPIDELavaGraph
+from lavaflow.pipeline.spide import SPIDEConfig, build, spide_update
+
+INPUTS, CLASSES, STEPS = 10, 4, 8
+LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
+NETWORKS = {
+    "single": dict(layers=("fc 24",), feedback="fc"),
+    "multi": dict(layers=("fc 20", "fc 15"), feedback="fc"),
+    "feedforward": dict(layers=("fc 18", "fc 12"), feedback="none"),
+}
+
+
+def _model(layers: tuple[str, ...], feedback: str, seed: int = 1, bound: float = 2.0):
+    config = SPIDEConfig(layers=layers, feedback=feedback, backward_steps=20, loss_scale=100.0,
+                         feedback_norm_bound=bound)
+    return build(config, (INPUTS,), CLASSES, STEPS, torch.Generator().manual_seed(seed)).double()
+
+
+def _batch(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return np.rint(rng.random((samples, INPUTS)) * 256).clip(0, 255) / 256, rng.integers(0, CLASSES, samples)
+
+
+def _torch_step(model, optimizer, inputs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """The shared loop's train_step on the torch SPIDE: its gradients (before the step)."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    x = torch.from_numpy(inputs).unsqueeze(0).expand(STEPS, *inputs.shape)
+    F.cross_entropy(model(x), torch.from_numpy(labels)).backward()
+    gradients = {name: p.grad.numpy().copy() for name, p in model.named_parameters()}
+    optimizer.step()
+    return gradients
+
+
+def _assert_close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
+    scale = max(float(np.abs(expected).max()), 1e-300)
+    assert float(np.abs(actual - expected).max()) <= 1e-5 * scale, what
+
+
+GRAPHS = {"fused": True, "plain": False}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("graph_kind", list(GRAPHS))
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_float_graph_update_equals_torch_spide(name: str, graph_kind: str) -> None:
+    """Two batches (the second padded in the fused model: 5 of 8 samples), each trained in the Lava graph and by
+    the torch SPIDE with torch's SGD: the graph's gradients, weights, biases and readout agree within 1e-5 relative
+    after each. The plain graph runs each sample in its own window (3 per Lava run, so a mini-batch spans runs)
+    and steps once per mini-batch, on the summed update."""
+    model = _model(**NETWORKS[name])
+    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    with SPIDELavaGraph(model, forward_steps=STEPS, batch_size=8, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+                        capacity=2 if GRAPHS[graph_kind] else 3, fused=GRAPHS[graph_kind]) as graph:
+        network = model.network
+        expected_processes = 2 if GRAPHS[graph_kind] else 1 + 2 * len(network.layer_shapes) + len(network.edges)
+        assert len(graph.runtime.leaf_processes()) == expected_processes  # the graph asked for, not the other
+        for samples, seed in ((8, 10), (5, 11)):
+            inputs, labels = _batch(samples, seed)
+            result = graph.train_batch(inputs, labels, LEARNING_RATE)
+            lava_gradients, lava_parameters = graph.gradients(), graph.parameters()
+            expected = _torch_step(model, optimizer, inputs, labels)
+            nonzero = 0
+            for key, value in lava_gradients.items():
+                _assert_close(value, expected[key], f"gradient of {key}")
+                nonzero += int(np.count_nonzero(expected[key]))
+            assert nonzero > 0, "a test whose gradients are all zero could not fail"
+            parameters = dict(model.named_parameters())
+            for key, value in lava_parameters.items():
+                _assert_close(value, parameters[key].detach().numpy(), f"{key} after the step")
+            assert len(result.predictions) == samples
+
+
+@pytest.mark.timeout(300)
+def test_evaluation_window_equals_torch_forward() -> None:
+    """Mode EVALUATE runs the forward phase only: the readout's loss and predictions are the torch model's."""
+    model = _model(**NETWORKS["multi"])
+    inputs, labels = _batch(7, 3)
+    with SPIDELavaGraph(model, forward_steps=STEPS, batch_size=7, momentum=MOMENTUM,
+                        weight_decay=WEIGHT_DECAY) as graph:
+        result = graph.evaluate(inputs, labels)
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(inputs).unsqueeze(0).expand(STEPS, *inputs.shape))
+    np.testing.assert_array_equal(result.predictions, logits.argmax(1).numpy())
+    expected = float(F.cross_entropy(logits, torch.from_numpy(labels), reduction="sum"))
+    assert result.loss_sum == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("graph_kind", list(GRAPHS))
+@pytest.mark.parametrize("name", ["single", "multi"])
+def test_fixed_graph_update_within_one_weight_step(name: str, graph_kind: str) -> None:
+    """lava-fixed: weights on the 2^−q grid, g rounded to 2^−q/D, integer spike counts. Its gradients equal the
+    torch SPIDE's backward phase and update run on the same grid values and the same rounded g (exactly, up to
+    float64 summation order), and after the step each weight lies within half a weight LSB of torch's SGD step."""
+    bits = 10
+    unit = 2.0**bits
+    model = _model(**NETWORKS[name], bound=0.6)  # a small cap so that the capped feedback's rounding matters
+    with torch.no_grad():
+        for parameter in model.network.parameters():
+            if parameter is not model.network.readout.weight and parameter is not model.network.readout.bias:
+                parameter.copy_(torch.round(parameter * unit) / unit)
+    inputs, labels = _batch(6, 5)
+    with SPIDELavaGraph(model, forward_steps=STEPS, backend="lava-fixed", batch_size=6, momentum=MOMENTUM,
+                        weight_decay=WEIGHT_DECAY, fraction_bits=bits, fused=GRAPHS[graph_kind]) as graph:
+        graph.train_batch(inputs, labels, LEARNING_RATE)
+        lava_gradients, lava_parameters = graph.gradients(), graph.parameters()
+
+    network, config = model.network, model.config
+    model.train()
+    operators = network.batch_operators(6)
+    weights = list(operators.weights)
+    feedback = network.feedback_edge
+    if feedback is not None:  # the graph rounds the capped feedback onto the grid
+        weights[feedback] = torch.round(weights[feedback].detach() * unit) / unit
+    operators = operators._replace(weights=tuple(weights))
+    x = torch.from_numpy(inputs).unsqueeze(0).expand(STEPS, *inputs.shape)
+    phase = network.forward_phase(x, operators)
+    rates = phase.rates[-1].clone().requires_grad_(True)
+    loss = F.cross_entropy(network.readout(rates), torch.from_numpy(labels))
+    (grad_rates,) = torch.autograd.grad(loss, rates)
+    grid = network.neuron.subtraction * unit
+    injection = torch.round(config.loss_scale * grad_rates * grid) / grid
+    record = spide_update(network, phase, operators, injection, config.backward_steps, config.backward_neuron)
+    assert any(float(b.abs().sum()) > 0 for b in record.backward.spike_counts)
+    state = dict(model.named_parameters())
+    for number in range(len(network.edges)):
+        weight_update, bias_update = record.updates[number]
+        key = f"network.weights.{network._weight_index[number]}"
+        factor = 1.0
+        if number == feedback:
+            raw = state[key].detach()
+            factor = min(1.0, network.feedback_norm_bound / float(raw.norm()))
+        gradient = (weight_update / config.loss_scale * factor).numpy()
+        np.testing.assert_allclose(lava_gradients[key], gradient, rtol=0, atol=1e-12 * max(1, np.abs(gradient).max()))
+        stepped = state[key].detach().numpy() - LEARNING_RATE * (gradient + WEIGHT_DECAY * state[key].detach().numpy())
+        assert np.abs(lava_parameters[key] - stepped).max() <= 0.5 / unit + 1e-12
+        assert np.all(lava_parameters[key] * unit == np.rint(lava_parameters[key] * unit)), "off the weight grid"
+        if bias_update is not None:
+            bias_key = f"network.biases.{network._bias_index[number]}"
+            bias_gradient = (bias_update / config.loss_scale).numpy()
+            np.testing.assert_allclose(lava_gradients[bias_key], bias_gradient, rtol=0, atol=1e-12)
+
+
+def test_conv_network_is_refused() -> None:
+    config = SPIDEConfig(layers=("conv 2 k3 p1",), feedback="conv k3 p1")
+    model = build(config, (1, 4, 4), 3, 5, torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="dense layers"):
+        SPIDELavaGraph(model, forward_steps=5, batch_size=2, momentum=0.9, weight_decay=0.0)
+
+
+@pytest.mark.timeout(300)
+def test_trainer_writes_a_run_dir_whose_checkpoint_is_the_graph(tmp_path) -> None:
+    """Two epochs on 256 digits (batches of 32) in the graph: the run dir holds config, checkpoint, history,
+    NetSpec, metrics and plots; the checkpoint's torch model (weights read from the graph) gives the test accuracy
+    the graph measured."""
+    from lavaflow.pipeline.config import TrainConfig
+    from lavaflow.pipeline.data import load_data
+    from lavaflow.pipeline.rundir import RunDir
+    from lavaflow.pipeline.spide_lava import train_spide_lava
+
+    model_config = SPIDEConfig(layers=("fc 64",), feedback="fc", backward_steps=30)
+    config = TrainConfig(method="spide", data="digits", epochs=2, batch_size=32, time_steps=10, optimizer="sgd",
+                         learning_rate=0.1, momentum=0.9, weight_decay=5e-6, encoding="current", limit=256,
+                         model=dataclasses.asdict(model_config))
+    run_dir = RunDir.create(tmp_path / "run")
+    metrics = train_spide_lava(config, model_config, run_dir)
+    for name in (RunDir.CONFIG, RunDir.CHECKPOINT, RunDir.HISTORY, RunDir.NETSPEC, RunDir.METRICS):
+        assert run_dir.file(name).is_file(), name
+    assert (run_dir.plots / "training.png").is_file()
+    assert metrics["method"] == "spide" and metrics["backend"] == "lava-float" and metrics["epochs"] == 2
+    state = run_dir.load_checkpoint()
+    _, test_set, info = load_data("digits", time_steps=10, limit=256, seed=0)
+    model = build(model_config, info.input_shape, 10, 10, torch.Generator().manual_seed(0))
+    model.load_state_dict(state["model"])
+    model.eval()
+    images = torch.stack([test_set[i][0] for i in range(len(test_set))])
+    labels = torch.tensor([int(test_set[i][1]) for i in range(len(test_set))])
+    with torch.no_grad():
+        logits = model(images.unsqueeze(0).expand(10, *images.shape))
+    accuracy = float((logits.argmax(1) == labels).float().mean())
+    assert metrics["test_accuracy"] == pytest.approx(accuracy, abs=1.5 / len(labels))  # float32 vs float64: ≤ 1 flip
+    assert metrics["test_accuracy"] > 0.3  # it learned something in two epochs (chance: 0.1)
+    assert state["optimizer"]["state"], "the graph's momentum buffers are in the checkpoint"
+
+
+@pytest.mark.timeout(300)
+def test_dropout_masks_gate_the_forward_currents_backward_messages_and_update() -> None:
+    """With dropout the graph draws one mask per edge and batch from numpy's generator (seeded by ``seed``); the
+    torch SPIDE given those very masks computes the same gradients (mode GRADIENT: no step)."""
+    model = _model(layers=("fc 20", "fc 15"), feedback="fc")
+    network, config = model.network, model.config
+    network.dropout = 0.3
+    model.config = dataclasses.replace(config, dropout=0.3)
+    inputs, labels = _batch(6, 8)
+    with SPIDELavaGraph(model, forward_steps=STEPS, batch_size=6, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+                        seed=123) as graph:
+        graph.train_batch(inputs, labels, LEARNING_RATE, learn=False)
+        lava_gradients = graph.gradients()
+    rng, keep = np.random.default_rng(123), 0.7
+    masks = tuple(torch.from_numpy((rng.random((6, network.layer_shapes[edge.target][0])) < keep) / keep)
+                  for edge in network.edges)
+    model.train()
+    operators = network.batch_operators(6)._replace(dropout=masks)
+    x = torch.from_numpy(inputs).unsqueeze(0).expand(STEPS, *inputs.shape)
+    phase = network.forward_phase(x, operators)
+    rates = phase.rates[-1].clone().requires_grad_(True)
+    (grad_rates,) = torch.autograd.grad(F.cross_entropy(network.readout(rates), torch.from_numpy(labels)), rates)
+    record = spide_update(network, phase, operators, config.loss_scale * grad_rates, config.backward_steps,
+                          config.backward_neuron)
+    raw = network.weights[network._weight_index[network.feedback_edge]].detach()
+    factor = min(1.0, network.feedback_norm_bound / float(raw.norm()))
+    for number, (weight_update, _) in enumerate(record.updates):
+        key = f"network.weights.{network._weight_index[number]}"
+        expected = (weight_update / config.loss_scale).numpy() * (factor if number == network.feedback_edge else 1)
+        assert np.count_nonzero(expected) > 0
+        _assert_close(lava_gradients[key], expected, f"gradient of {key} with dropout")
+
+
+def _children() -> set[int]:
+    """This process's live child processes (from /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] not in "ZX":
+                found.add(int(entry))
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_a_failing_batch_kills_the_graph_and_leaves_no_process() -> None:
+    """A batch the host side refuses (a label out of range makes SPIDEHost's model raise) ends the run with an
+    error, and every OS process of the graph is gone afterwards (LavaRuntime's guarantee, here for this graph)."""
+    import multiprocessing.resource_tracker
+    import time
+
+    from lavaflow.pipeline.lava.session import LavaRunError
+
+    multiprocessing.resource_tracker.ensure_running()
+    before = _children()
+    model = _model(**NETWORKS["single"])
+    inputs, labels = _batch(4, 1)
+    with pytest.raises(LavaRunError):
+        with SPIDELavaGraph(model, forward_steps=STEPS, batch_size=4, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+                            timeout_s=120) as graph:
+            graph.train_batch(inputs, labels + CLASSES, LEARNING_RATE)
+    deadline = time.monotonic() + 60
+    while not _children() <= before:
+        assert time.monotonic() < deadline, f"Lava processes left behind: {_children() - before}"
+        time.sleep(0.05)
