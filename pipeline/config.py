@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from lavaflow.models.errors import ConfigError
-from lavaflow.pipeline.methods import Method, get_method
+from lavaflow.pipeline.methods import METHOD_MODULES, Method, get_method
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -195,10 +195,10 @@ def resolve_config(
     file_values = read_yaml(file) if file else {}
     method = (flags or {}).get("method") or file_values.get("method") or method
     if not method:
-        raise ConfigError("no training method given: pass --method (bptt or ide), or a --config file with a "
-                          "`method:` key (as every run's config.yaml has)")
+        raise ConfigError(f"no training method given: pass --method ({', '.join(METHOD_MODULES)}), or a --config "
+                          "file with a `method:` key (as every run's config.yaml has)")
     if not isinstance(method, str):
-        raise ConfigError(f"config.method must be a string (bptt or ide), got {method!r}")
+        raise ConfigError(f"config.method must be a string ({', '.join(METHOD_MODULES)}), got {method!r}")
     registered = get_method(method)
     data = (flags or {}).get("data") or file_values.get("data") or data or "digits"
     if not isinstance(data, str):

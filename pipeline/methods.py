@@ -34,6 +34,8 @@ class Method:
         build: (model_config, input_shape, num_classes, time_steps, generator) -> torch.nn.Module.
         to_netspec: (trained module, model_config, input_shape, encoding, time_steps) -> NetSpec.
         training_defaults: overrides of the shared loop's defaults (optimiser, learning rate, ...) for this method.
+        description: one line for listings.
+        train: a staged method's own driver, or None for the shared loop.
     """
 
     name: str
@@ -42,12 +44,18 @@ class Method:
     to_netspec: Callable[..., NetSpec]
     training_defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    # A staged method's own driver (stdb: ANN, conversion, fine-tuning), called by pipeline.training in place of the
+    # shared loop's per-run body with the same arguments; None: the shared loop trains it.
+    train: Callable[..., dict[str, Any]] | None = None
 
 
 # name -> module defining METHOD; imported lazily so `lavaflow --help` stays fast.
 METHOD_MODULES: dict[str, str] = {
     "bptt": "lavaflow.pipeline.bptt",
     "ide": "lavaflow.pipeline.ide",
+    "spide": "lavaflow.pipeline.spide",
+    "stdb": "lavaflow.pipeline.stdb",
+    "strsbp": "lavaflow.pipeline.strsbp",
 }
 
 

@@ -262,7 +262,7 @@ def _train_in(
             raise LavaflowError(verdict or "rank 0 refused the run dir (its message says why)")
         if resuming and state is None:
             state = run_dir.load_checkpoint()
-        metrics = _train(config, model_config, method, run_dir, workers, threads, state)
+        metrics = (method.train or _train)(config, model_config, method, run_dir, workers, threads, state)
         if workers.collectives is not None:
             workers.collectives.synchronise()  # rank 0 has written every file (still holding the lock): all end
         return metrics
@@ -426,7 +426,7 @@ def _train(
             try:
                 loss, right = train_step(network, optimizer, inputs, targets.to(config.device), workers)
             except Diverged as diverged:
-                raise _divergence(run_dir, config, diverged.loss, epoch, iteration, iterations_per_epoch,
+                raise divergence(run_dir, config, diverged.loss, epoch, iteration, iterations_per_epoch,
                                   learning_rate, len(history)) from None
             scheduler.step()
             loss_sum, correct, count = loss_sum + loss * len(targets), correct + right, count + len(targets)
@@ -521,7 +521,7 @@ def apply_hyperparameters(
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
-def _divergence(
+def divergence(
     run_dir: RunDir, config: TrainConfig, loss: float, epoch: int, iteration: int, iterations: int,
     learning_rate: float, completed: int,
 ) -> LavaflowError:

@@ -97,10 +97,12 @@ def test_building_the_parser_imports_neither_torch_nor_lava() -> None:
 def test_the_light_lists_match_the_registries() -> None:
     from lavaflow.deploy.run_config import BACKENDS
     from lavaflow.pipeline import benchmarks, choices
+    from lavaflow.pipeline.methods import METHOD_MODULES
 
     assert choices.SIMULATE_BACKENDS == ("torch", *BACKENDS)
     assert set(choices.DEFAULT_BACKENDS) <= set(choices.SIMULATE_BACKENDS)
     assert {name: entry.description for name, entry in benchmarks.BENCHMARKS.items()} == choices.BENCHMARKS
+    assert list(choices.METHODS) == list(METHOD_MODULES)
 
 
 def test_a_short_train_and_simulate_print_no_third_party_noise(tmp_path: Path) -> None:
@@ -131,3 +133,21 @@ def test_ctrl_c_outside_training_does_not_promise_a_checkpoint(capsys: pytest.Ca
     assert main(["simulate", str(tmp_path)]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "checkpoint" not in err
+
+
+@pytest.mark.parametrize("dt", ["0", "-1e-3", "inf", "nan", "1ms"])
+def test_a_time_step_that_is_not_positive_seconds_is_refused_by_the_parser(
+        dt: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["import", str(tmp_path / "net.nir"), "--out", str(tmp_path / "run"), "--dt", dt])
+    assert exit_info.value.code == EXIT_USER_ERROR
+    assert "--dt" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_the_examples_of_the_top_level_help_name_every_command_a_user_starts_with(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for example in ("lavaflow train ", "lavaflow import ", "lavaflow simulate ", "lavaflow export ", "lavaflow demo"):
+        assert example in text, example

@@ -57,11 +57,40 @@ def _ide_fmnist(quick: bool) -> str:
     return "\n".join(lines)
 
 
+def _netx_mnist(quick: bool) -> str:
+    from lavaflow.pipeline.benchmarks.netx_mnist import bench_netx_mnist, describe
+
+    return describe(bench_netx_mnist(100 if quick else 1000))
+
+
+def _stdb(quick: bool) -> str:
+    from lavaflow.pipeline.benchmarks.stdb import bench_stdb, format_table
+
+    rows, metrics = bench_stdb(quick=quick)
+    return format_table(rows, metrics)
+
+
+def _strsbp(quick: bool) -> str:
+    from lavaflow.pipeline.benchmarks.strsbp import bench_strsbp
+
+    return bench_strsbp(quick)
+
+
+def _spide_lava(quick: bool) -> str:
+    from lavaflow.pipeline.benchmarks.spide_lava import bench_spide_lava, describe
+
+    return describe(bench_spide_lava(batches=2, plain_samples=2) if quick else bench_spide_lava())
+
+
 _RUNS: dict[str, Callable[[bool], str]] = {
     "ide-memory": _ide_memory,
     "lava-throughput": _lava_throughput,
     "ide-fmnist": _ide_fmnist,
     "lava-conv": _lava_conv,
+    "netx-mnist": _netx_mnist,
+    "spide-lava": _spide_lava,
+    "stdb": _stdb,
+    "strsbp": _strsbp,
 }
 BENCHMARKS: dict[str, Benchmark] = {name: Benchmark(DESCRIPTIONS[name], run) for name, run in _RUNS.items()}
 
