@@ -243,11 +243,14 @@ def check_payloads(spec: FixedNetSpec, payloads: np.ndarray) -> None:
     guarantee, checked for the data at hand, since Lava would let the CUBA current wrap silently. ``spec`` must
     have passed ``check_fixed_spec``.
     """
-    spec.input.check_values(payloads)
-    if np.any(payloads != np.rint(payloads)) or payloads.min(initial=0) < 0 or payloads.max(initial=0) > PAYLOAD_MAX:
+    spec.input.check_values(payloads)  # rate input: 0/1 only, which are integers in range
+    low, high = payloads.min(initial=0), payloads.max(initial=0)
+    exact = spec.input.encoding == "rate" or payloads.dtype.kind in "biu"
+    integers = exact or np.array_equal(payloads, np.rint(payloads))
+    if not integers or low < 0 or high > PAYLOAD_MAX:
         raise DataError(
             f"{spec.input.encoding} input must hold integers in 0..{PAYLOAD_MAX} (spikes or event counts), got "
-            f"values in [{payloads.min():g}, {payloads.max():g}]; re-bin the events so a count fits 8 bits"
+            f"values in [{low:g}, {high:g}]; re-bin the events so a count fits 8 bits"
         )
     largest = payloads.reshape(*payloads.shape[:2], -1).max(axis=(0, 1)).astype(np.int64)
     for name, (low, high) in activation_bounds(spec, largest).items():

@@ -1,4 +1,4 @@
-"""The names the command line offers, as plain constants.
+"""The names the command line offers, as plain constants, and its argparse value types.
 
 Building the parser imports only this module, so ``lavaflow --help`` never pays for torch or Lava (a test holds
 these lists equal to the registries they mirror: deploy.run_config.BACKENDS, pipeline.methods.METHOD_MODULES and
@@ -6,6 +6,8 @@ pipeline.benchmarks.BENCHMARKS).
 """
 
 from __future__ import annotations
+
+import argparse
 
 SIMULATE_BACKENDS: tuple[str, ...] = ("torch", "lava-float", "lava-fixed", "loihi2")
 """``torch`` is the reference simulator; the others are deploy.run_config.BACKENDS."""
@@ -33,3 +35,14 @@ BENCHMARKS: dict[str, str] = {
     "strsbp": "ST-RSBP vs BPTT (same sizes and T): Fashion-MNIST 400-R400 and FSDD test accuracy, wall time, s/epoch",
 }
 """Benchmark name → one line of description."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a count of at least 1 (0 or a negative count is a mistake, not "all")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lavaflow.models.errors import ConfigError, LavaflowError
-from lavaflow.pipeline.choices import BENCHMARKS, DEFAULT_BACKENDS, METHODS, SIMULATE_BACKENDS
+from lavaflow.pipeline.choices import BENCHMARKS, DEFAULT_BACKENDS, METHODS, SIMULATE_BACKENDS, positive_int
 
 EXIT_USER_ERROR = 2
 ENCODERS = ("current", "rate", "events")  # models.netspec.Input.ENCODINGS, without importing numpy
@@ -154,17 +154,6 @@ def bench_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: a count of at least 1 (0 or a negative count is a mistake, not "all")."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _positive_seconds(text: str) -> float:
     """argparse type: a time step in seconds, positive and finite."""
     try:
@@ -235,7 +224,7 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", action="append", choices=SIMULATE_BACKENDS, default=None,
                         help=f"backend to run; repeat for several (default: {' '.join(DEFAULT_BACKENDS)}, or torch "
                              "alone when the Lava export cannot take the network)")
-    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="simulate only the first N test samples, classes taken in turn (default: the run's "
                              "evaluation set); figures of another subset go under keys ending in _first<n>")
     parser.add_argument("--data", default=None, help="data set (default: the one the run was trained on)")
@@ -245,7 +234,7 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoder", choices=ENCODERS, default=None,
                         help="how input values are read: current, rate (0/1 spikes) or events (counts); default: "
                              "the network's own encoding")
-    parser.add_argument("--steps", type=_positive_int, default=None, metavar="T",
+    parser.add_argument("--steps", type=positive_int, default=None, metavar="T",
                         help="time steps per data set sample (default: the network's own T)")
     parser.add_argument("--input", default=None, metavar="SPIKES.npy",
                         help="drive the network with one sample of your own, a (T, n_in) .npy array, instead of "
@@ -299,7 +288,7 @@ def _add_import(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dt", type=_positive_seconds, default=None, metavar="SECONDS",
                         help="NIR: the time step the exporting tool simulated with, e.g. 0.001 (required for NIR; "
                              "netx is already in steps)")
-    parser.add_argument("--steps", type=_positive_int, default=32, metavar="T",
+    parser.add_argument("--steps", type=positive_int, default=32, metavar="T",
                         help="time steps per sample the run's spec holds (default 32; simulate --steps or the "
                              "length of --input may differ)")
     parser.add_argument("--overwrite", action="store_true",

@@ -22,7 +22,6 @@ wired into pipeline.cli; ``python -m lavaflow.pipeline.deployment deploy|verify 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import textwrap
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lavaflow.models.errors import BackendError, ConfigError, LavaflowError
+from lavaflow.pipeline.choices import positive_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -255,14 +255,7 @@ def _netx_counts(bundle: Bundle, timeout_s: float | None, *, backend: str) -> np
 
     payloads = input_payload(bundle.spec, bundle.golden.inputs)
     bits = 0 if bundle.spec.input.encoding == "rate" else 8
-    options: dict[str, Any] = {"input_message_bits": bits, "timeout_s": timeout_s}
-    if backend != "lava-fixed":
-        if "backend" not in inspect.signature(run_netx).parameters:
-            raise BackendError("this lavaflow's run_netx drives Lava's CPU simulator only (it has no backend "
-                               "argument), so it cannot replay the bundle on Loihi 2 yet; verify with --backend "
-                               "lava-fixed, which computes bit for bit what Loihi 2 would")
-        options["backend"] = backend
-    return run_netx(bundle.netx, payloads, **options).counts
+    return run_netx(bundle.netx, payloads, input_message_bits=bits, timeout_s=timeout_s, backend=backend).counts
 
 
 def _netx_golden(bundle: Bundle) -> GoldenVectors:
@@ -341,7 +334,7 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run dir written by `lavaflow train` or `lavaflow import`")
     parser.add_argument("--target", choices=TARGETS, default="loihi2", help="the chip to deploy to (loihi2)")
     parser.add_argument("--out", default=None, metavar="BUNDLE", help="bundle directory (default: RUN/bundle)")
-    parser.add_argument("--samples", type=_positive_int, default=DEFAULT_SAMPLES, metavar="N",
+    parser.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES, metavar="N",
                         help=f"golden-vector samples (default {DEFAULT_SAMPLES})")
     parser.add_argument("--data", default=None,
                         help="data set of the golden inputs (default: the run's; an imported run without one gets "
@@ -385,16 +378,6 @@ def verify_command(args: argparse.Namespace) -> int:
                            timeout_s=args.timeout)
     print(result, file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

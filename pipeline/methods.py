@@ -59,6 +59,23 @@ METHOD_MODULES: dict[str, str] = {
 }
 
 
+class RuleGradient(torch.autograd.Function):
+    """Forward: ``output`` unchanged. Backward: the parameters' gradients from ``rule(grad_output)`` in place of
+    backprop through the forward pass: how SPIDE's spike-based update and ST-RSBP's spike-train level gradients
+    reach the shared loop's optimiser (``RuleGradient.apply(output, rule, *parameters)``; ``rule`` returns one
+    gradient per parameter, in their order)."""
+
+    @staticmethod
+    def forward(ctx: Any, output: torch.Tensor, rule: Callable, *parameters: torch.Tensor) -> torch.Tensor:
+        ctx.rule = rule
+        return output.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        rule, ctx.rule = ctx.rule, None  # drop the forward's tensors as soon as they have served
+        return (None, None, *rule(grad_output))
+
+
 def get_method(name: str) -> Method:
     """Return the registered method called ``name``; ConfigError lists the valid names otherwise."""
     if name not in METHOD_MODULES:

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from functools import partial
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +36,7 @@ from lavaflow.models.errors import ConfigError
 from lavaflow.models.netspec import NetSpec
 from lavaflow.models.neurons import SoftResetParams, rate_normaliser
 from lavaflow.models.spide_network import INITS, BatchOperators, ForwardPhase, SPIDENetwork, spide_netspec
-from lavaflow.pipeline.methods import Method
+from lavaflow.pipeline.methods import Method, RuleGradient
 
 
 @dataclass(frozen=True)
@@ -251,29 +252,6 @@ def spide_update(network: SPIDENetwork, phase: ForwardPhase, operators: BatchOpe
 # ---------------------------------------------------------------------------------------------------- the method
 
 
-class _SpikeGradient(torch.autograd.Function):
-    """Forward: pass the last layer's measured rates on. Backward: replace backprop by SPIDE's spike-based update."""
-
-    @staticmethod
-    def forward(ctx: Any, rates: Tensor, context: tuple, *parameters: Tensor) -> Tensor:
-        ctx.context = context
-        return rates.clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-        module, phase, operators, record = ctx.context
-        network: SPIDENetwork = module.network
-        config: SPIDEConfig = module.config
-        injection = config.loss_scale * grad_output  # g = scale·∂L/∂a^N; ∂L/∂a carries the batch mean's 1/B
-        step = spide_update(network, phase, operators, injection, config.backward_steps, config.backward_neuron)
-        if record is not None:
-            record.append(step)
-        # the parameters' order is forward's: every edge's weight, then every edge's bias
-        weights = [w for (w, _), used in zip(step.updates, operators.weights, strict=True) if used is not None]
-        biases = [b for (_, b), used in zip(step.updates, operators.biases, strict=True) if used is not None]
-        return (None, None, *(update / config.loss_scale for update in weights + biases))
-
-
 class SPIDEModel(nn.Module):
     """A SPIDENetwork whose forward attaches SPIDE's spike-based gradient in training.
 
@@ -297,8 +275,20 @@ class SPIDEModel(nn.Module):
         if self.training and torch.is_grad_enabled():
             parameters = [w for w in operators.weights if w is not None]
             parameters += [b for b in operators.biases if b is not None]
-            rates = _SpikeGradient.apply(rates, (self, phase, operators, self.record), *parameters)
+            rates = RuleGradient.apply(rates, partial(self._spide_gradients, phase, operators), *parameters)
         return network.readout(rates.flatten(1))
+
+    def _spide_gradients(self, phase: ForwardPhase, operators: BatchOperators, grad_rates: Tensor) -> list[Tensor]:
+        """SPIDE's update for the loop's ∂L/∂a^N: the backward phase and the local update, divided by the loss
+        scale; in forward's parameter order (every edge's weight, then every edge's bias)."""
+        config = self.config
+        injection = config.loss_scale * grad_rates  # g = scale·∂L/∂a^N; ∂L/∂a carries the batch mean's 1/B
+        step = spide_update(self.network, phase, operators, injection, config.backward_steps, config.backward_neuron)
+        if self.record is not None:
+            self.record.append(step)
+        weights = [w for (w, _), used in zip(step.updates, operators.weights, strict=True) if used is not None]
+        biases = [b for (_, b), used in zip(step.updates, operators.biases, strict=True) if used is not None]
+        return [update / config.loss_scale for update in weights + biases]
 
 
 def build(config: SPIDEConfig, input_shape: tuple[int, ...], num_classes: int, time_steps: int,

@@ -39,7 +39,8 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ from torch import Tensor, nn
 from lavaflow.models.errors import ConfigError
 from lavaflow.models.netspec import NetSpec
 from lavaflow.models.rsnn import RSNN, TOPOLOGIES, RSNNArchitecture, RSNNLayer, rsnn_netspec
-from lavaflow.pipeline.methods import Method
+from lavaflow.pipeline.methods import Method, RuleGradient
 
 LOSSES = ("spike_count", "cross_entropy")
 SOLVES = ("exact", "diagonal")
@@ -424,22 +425,6 @@ def spike_train_gradients(model: RSNN, inputs: Tensor, spikes: list[Tensor], gra
     return results[::-1]
 
 
-class _SpikeTrainGradient(torch.autograd.Function):
-    """Forward: the logits as measured. Backward: ST-RSBP's gradients into the RSNN's weights."""
-
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, context: tuple, *parameters: Tensor) -> Tensor:
-        ctx.context = context
-        return logits.clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad_logits: Tensor) -> tuple[Tensor | None, ...]:
-        network, inputs, spikes, logits = ctx.context
-        ctx.context = None
-        grads = network.parameter_gradients(inputs, spikes, logits, grad_logits)
-        return (None, None, *grads)
-
-
 class STRSBPNetwork(nn.Module):
     """An RSNN whose forward attaches ST-RSBP's gradient in training. Input (T, B, *shape); logits = counts."""
 
@@ -466,7 +451,8 @@ class STRSBPNetwork(nn.Module):
         spikes = self.rsnn.simulate(inputs)
         logits = spikes[-1].sum(0).to(self.rsnn.populations[0].weight.dtype)
         if self.training and torch.is_grad_enabled():
-            logits = _SpikeTrainGradient.apply(logits, (self, inputs, spikes, logits.detach()), *self.trainable())
+            rule = partial(self.parameter_gradients, inputs, spikes, logits.detach())
+            logits = RuleGradient.apply(logits, rule, *self.trainable())
         return logits
 
     def parameter_gradients(self, inputs: Tensor, spikes: list[Tensor], logits: Tensor,
