@@ -31,6 +31,17 @@ that arithmetic, so the spec holds the integers Lava multiplies with. Each matri
 in [−256, 254] with an exponent (models.fixed's contract): as is, doubled with exponent −1, or halved with a
 positive exponent, whichever is exact; none exact raises.
 
+Input units. netx adds a graded payload p as p·W: one payload unit is one spike, 1.0 in slayer's units, so
+event counts and 0/1 spikes (encodings "rate", "events") read as they are. slayer trains on real-valued input
+currents x (W·x, its state kept in 1/4096 of a unit), which no integer payload at that unit can carry: read with
+input_scale 1, a digit intensity of 0.4375 becomes payload 0, 0.5625 becomes 1. For current encoding
+(``current_input``, or ``read_netx(..., encoding="current")``) the populations the input feeds are re-expressed in
+a unit m = 2^k times finer (vth·m, bias·m, payload round(x·m), weights unchanged), m as large as the payloads'
+8 bits and the 24-bit states allow. That is exact scaling of the same dynamics except for Lava's truncating
+decays, which now cut at 1/(4096·m) instead of 1/4096; slayer truncates at 1/4096, so its spikes can differ in
+rare ties, and a power of two keeps the spec dyadic like the float network it was trained as. Lava's a_in enters u
+shifted by 6, so no integer spec reproduces slayer's 1/4096 state for real-valued input bit for bit.
+
 Timing: netx's first block receives the input through a Dense, one step late; a NetSpec input connection has
 delay 0. On the same input, spike t (1..T) of the spec's population equals spike t + 1 of netx's block, for a
 netx run started from rest; counts over the spec's T steps equal netx's over steps 2..T + 1. A bias is the
@@ -44,14 +55,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lavaflow.deploy.imported import ImportedNetwork
-from lavaflow.models.errors import NetSpecError
-from lavaflow.models.fixed import FixedConnection, FixedNetSpec, FixedPopulation, check_fixed_spec
+from lavaflow.models.errors import ConfigError, NetSpecError
+from lavaflow.models.fixed import (
+    ACTIVATION_MAX,
+    ACTIVATION_SHIFT,
+    BIAS_MANT_MAX,
+    BIAS_MANT_MIN,
+    DECAY_UNITY,
+    PAYLOAD_MAX,
+    THRESHOLD_MAX,
+    FixedConnection,
+    FixedNetSpec,
+    FixedPopulation,
+    activation_bounds,
+    check_fixed_spec,
+)
 from lavaflow.models.kinds.cuba_refractory import REFRACTORY_MAX
 from lavaflow.models.netspec import INPUT, Conv, Input, NetSpec, Readout
 
@@ -61,7 +86,9 @@ NEURON_TYPES = ("CUBA", "LOIHI")  # netx maps both onto Lava's LIF
 NETX_BIAS_EXP = 6  # netx hard-codes bias_exp = 6 for CUBA neurons
 NETX_MAX_DELAY = 62  # netx clamps larger delays to 62 (Lava's DelayDense max_delay)
 INPUT_WEIGHT_UNITY = 64  # slayer's Input block weight 1.0 (weights are exported ×64), netx's default
-ENCODINGS = ("rate", "events")  # 0/1 spikes (netx input_message_bits 0) or graded payloads 0..255 (8 bits)
+ENCODINGS = ("rate", "events", "current")  # 0/1 spikes, graded payloads 0..255, real-valued input currents
+INPUT_UNIT_KEY = "netx_input_unit"  # metadata: m, payloads per netx input unit (current encoding; absent: 1)
+STATE_LIMIT = (1 << 23) - 1  # Lava's u wraps and v saturates beyond this (models.fixed)
 _LOW, _HIGH = -256, 254  # models.fixed: even weights in [WEIGHT_MIN, WEIGHT_MAX]
 
 
@@ -323,13 +350,18 @@ def _delays(file: _File, block: int, group: Any, weight: np.ndarray) -> np.ndarr
     raise file.fail(block, f"delay of shape {delay.shape} does not fit weight {weight.shape}", "re-export the network")
 
 
-def read_netx(path: str | os.PathLike, *, time_steps: int = 32, encoding: str = "rate") -> ImportedNetwork:
+def read_netx(
+    path: str | os.PathLike, *, time_steps: int = 32, encoding: str = "rate", input_range: float = 1.0
+) -> ImportedNetwork:
     """Read a lava-dl netx HDF5 file into a FixedNetSpec holding its Loihi integers (the module says how).
 
     Args:
         path: the file (slayer's ``export_hdf5``, or ``write_netx``).
         time_steps: T, the steps per sample the spec runs (netx files do not say).
-        encoding: "rate" for 0/1 input spikes (netx's input_message_bits 0), "events" for graded input payloads.
+        encoding: "rate" for 0/1 input spikes (netx's input_message_bits 0), "events" for graded input payloads
+            (one payload unit is one spike), "current" for real-valued input currents as slayer trains on them
+            (``current_input``).
+        input_range: current encoding only: the largest input value to expect (larger ones are clipped).
 
     Returns:
         An ImportedNetwork: the FixedNetSpec (readout: the last block's spike counts, or a file's ``average`` block,
@@ -338,6 +370,7 @@ def read_netx(path: str | os.PathLike, *, time_steps: int = 32, encoding: str = 
     Raises:
         NetSpecError: one paragraph naming the file, the block and the fix: not HDF5, no ``layer`` group, an unknown
             or unsupported block or neuron, NaN/inf values, shapes that do not chain from block to block.
+        ConfigError: current encoding with an input_range outside (0, 255].
     """
     import h5py
 
@@ -363,7 +396,110 @@ def read_netx(path: str | os.PathLike, *, time_steps: int = 32, encoding: str = 
                 f"{path}: not a readable netx network ({type(error).__name__}: {error}); re-export it with "
                 f"slayer's export_hdf5"
             ) from None
+    if encoding == "current":
+        spec = current_input(spec, input_range)
     return ImportedNetwork(spec=spec, format=FORMAT, neuron_model="CUBA", reset_mode="zero")
+
+
+def current_input(spec: FixedNetSpec, input_range: float = 1.0) -> FixedNetSpec:
+    """``spec`` (read from a netx file) driven by real-valued input currents in [0, input_range], as slayer was.
+
+    netx's payload unit is a whole spike, so a current-encoded x would be rounded to an integer (with input_scale 1,
+    every digit intensity below 0.5 vanishes). This re-expresses each population the input feeds in a unit
+    m = 2^k times finer: vth·m, bias·m, scale/m, input_scale 1/m, so a payload round(x·m) adds exactly W·x of the
+    file's units. k is the largest for which round(input_range·m) fits the 8-bit payload and, for every input
+    within the range, a_in fits its 18 bits and Lava's 24-bit u and v can neither wrap nor saturate (worst cases
+    over ``spec.time_steps``); the result's metadata holds m (``INPUT_UNIT_KEY``), and a spec already converted is
+    converted again from its netx units. Where k must be below the data's own grid (1/16 for sklearn digits), the
+    payloads round.
+
+    Raises:
+        ConfigError: input_range not a positive finite number up to 255.
+        NetSpecError: a population fed by the input and by another population (netx chains have none), or one
+            whose threshold or bias cannot be represented even at m = 1.
+    """
+    if not (isinstance(input_range, (int, float)) and np.isfinite(input_range) and 0 < input_range <= PAYLOAD_MAX):
+        raise ConfigError(
+            f"input_range {input_range!r} must be a positive number up to {PAYLOAD_MAX} (the largest input current; "
+            f"netx payloads are 8 bits of whole spikes)"
+        )
+    spec = _netx_units(spec)
+    fed = sorted({c.target for c in spec.connections if c.source == INPUT})
+    for name in fed:
+        others = [c.source for c in spec.connections if c.target == name and c.source != INPUT]
+        if others:
+            raise NetSpecError(
+                f"population {name!r} is fed by the input and by {others[0]!r}; a finer input unit would need those "
+                f"weights rescaled too, and netx chains have no such population"
+            )
+    shift = int(np.floor(np.log2(PAYLOAD_MAX / float(input_range))))
+    for k in range(max(shift, 0), -1, -1):
+        candidate = _in_input_unit(spec, fed, 1 << k)
+        if k == 0 or _fits(candidate, fed, round(float(input_range) * (1 << k))):
+            return candidate
+    raise AssertionError("unreachable")  # k = 0 returns above
+
+
+def _netx_units(spec: FixedNetSpec) -> FixedNetSpec:
+    """``spec`` with a previous ``current_input`` undone (exact: its values were multiplied by an integer)."""
+    unit = int(spec.metadata.get(INPUT_UNIT_KEY, "1"))
+    if unit == 1:
+        return spec
+    populations = dict(spec.populations)
+    for name in {c.target for c in spec.connections if c.source == INPUT}:
+        p = populations[name]
+        populations[name] = replace(p, vth=p.vth // unit, bias_mant=p.bias_mant // unit, scale=p.scale * unit)
+    metadata = {key: value for key, value in spec.metadata.items() if key != INPUT_UNIT_KEY}
+    return replace(spec, populations=populations, input_scale=1.0, metadata=metadata)
+
+
+def _in_input_unit(spec: FixedNetSpec, fed: list[str], unit: int) -> FixedNetSpec:
+    populations = dict(spec.populations)
+    for name in fed:
+        p = populations[name]
+        populations[name] = replace(
+            p, vth=p.vth * unit, bias_mant=np.asarray(p.bias_mant, dtype=np.int64) * unit, scale=p.scale / unit
+        )
+    metadata = dict(spec.metadata)
+    if unit > 1:
+        metadata[INPUT_UNIT_KEY] = str(unit)
+    return replace(
+        spec, input=Input(spec.input.shape, "current"), input_scale=1.0 / unit, populations=populations,
+        metadata=metadata,
+    )
+
+
+def _fits(spec: FixedNetSpec, fed: list[str], largest: int) -> bool:
+    """Whether every population fed by the input keeps its integers in range for any payloads up to ``largest``.
+
+    Worst cases: a_in within [low, high] (``activation_bounds``); u, which wraps, sums at most
+    S_u = min(T, 4096/(du+1)) such steps (its decay keeps a fraction 1 − (du+1)/4096); v stays below its threshold
+    plus one step's u + bias (it resets when it crosses), so it never saturates upwards. Downwards v may saturate at
+    −(2^23 − 1) where slayer's would go on falling; bounding that too (S_v = min(T, 4096/dv) steps of the lowest
+    u) would leave the bptt demo m = 2 instead of 32, and it cannot change a spike while the input current is
+    constant (current encoding repeats one intensity): u then moves monotonically towards a_in's sign, so a
+    neuron whose v reached the floor keeps falling.
+    """
+    if largest > PAYLOAD_MAX:
+        return False
+    bounds = activation_bounds(spec, np.full(spec.input.size, largest, dtype=np.int64))
+    steps = spec.time_steps
+    for name in fed:
+        p = spec.populations[name]
+        bias = np.asarray(p.bias_mant, dtype=np.int64)
+        if p.vth > THRESHOLD_MAX or bias.min(initial=0) < BIAS_MANT_MIN or bias.max(initial=0) > BIAS_MANT_MAX:
+            return False
+        low, high = bounds[name]
+        if max(-low, high) > ACTIVATION_MAX:
+            return False
+        held_u = min(steps, DECAY_UNITY / (p.du + 1))
+        u_low, u_high = (low << ACTIVATION_SHIFT) * held_u, (high << ACTIVATION_SHIFT) * held_u
+        b_high = int(bias.max(initial=0)) << p.bias_exp
+        if max(-u_low, u_high) > STATE_LIMIT:
+            return False
+        if (p.vth << ACTIVATION_SHIFT) + u_high + b_high > STATE_LIMIT:
+            return False
+    return True
 
 
 def _read(file: _File, time_steps: int, encoding: str) -> FixedNetSpec:
@@ -438,7 +574,7 @@ def _read(file: _File, time_steps: int, encoding: str) -> FixedNetSpec:
     if readout is None:
         readout = _stored_readout(file, source, populations[source].size)
     return FixedNetSpec(
-        input=Input(input_shape or shape, "rate" if encoding == "rate" else "events"),
+        input=Input(input_shape or shape, "rate" if encoding == "rate" else "events"),  # current: read_netx
         input_scale=1.0,
         populations=populations,
         connections=tuple(connections),
@@ -624,6 +760,7 @@ def write_netx(spec: FixedNetSpec | NetSpec, path: str | os.PathLike, *, approxi
         from lavaflow.deploy.quantize import quantize
 
         spec, _ = quantize(spec)
+    spec = _netx_units(spec)  # a read_netx import driven by currents goes back to the file's units
     check_fixed_spec(spec)
     blocks = _blocks(spec, approximate)
     import h5py

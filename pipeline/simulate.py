@@ -126,11 +126,15 @@ def evaluation_inputs(
     return EvaluationInputs(np.ascontiguousarray(np.concatenate(batches, axis=1)), np.concatenate(labels))
 
 
-def with_input(spec: Spec, *, encoding: str | None = None, time_steps: int | None = None) -> Spec:
+def with_input(
+    spec: Spec, *, encoding: str | None = None, time_steps: int | None = None, input_range: float = 1.0
+) -> Spec:
     """``spec`` driven another way: its input read as ``encoding`` and run for ``time_steps`` (None keeps each).
 
     The weights are untouched; only what the simulators check and how long they run changes. An imported file does
-    not say how its input was encoded, so simulate lets the user say it (--encoder), and any T may be run.
+    not say how its input was encoded, so simulate lets the user say it (--encoder), and any T may be run. A netx
+    network driven by currents gets a finer input unit (deploy.netx.current_input: a netx payload unit is a whole
+    spike), fitted to inputs up to ``input_range``.
 
     Raises:
         ConfigError: an unknown encoding or a T below 1.
@@ -144,7 +148,13 @@ def with_input(spec: Spec, *, encoding: str | None = None, time_steps: int | Non
         if isinstance(time_steps, bool) or not isinstance(time_steps, int) or time_steps < 1:
             raise ConfigError(f"--steps must be a positive number of time steps, got {time_steps!r}")
         changes["time_steps"] = time_steps
-    return dataclasses.replace(spec, **changes) if changes else spec
+    result = dataclasses.replace(spec, **changes) if changes else spec
+    if (changes and isinstance(result, FixedNetSpec) and result.metadata.get("format") == "netx"
+            and result.input.encoding == "current"):
+        from lavaflow.deploy.netx import current_input
+
+        result = current_input(result, input_range)
+    return result
 
 
 @contextmanager
@@ -460,7 +470,8 @@ def record_input(run_dir: RunDir, backends: Sequence[str] | None, input_path: st
     with run_dir.lock():
         own = run_dir.load_spec()
         inputs = load_input(input_path, own)
-        spec = with_input(own, encoding=encoder, time_steps=inputs.shape[0])
+        spec = with_input(own, encoding=encoder, time_steps=inputs.shape[0],
+                          input_range=max(1.0, float(np.max(inputs, initial=0.0))))
         try:
             spec.input.check_values(inputs)
         except DataError as error:

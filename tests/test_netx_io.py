@@ -5,6 +5,7 @@ write_netx; bad files."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import h5py
 import numpy as np
 import pytest
 
-from lavaflow.deploy.netx import netx_weight_pipeline, read_netx, write_netx
-from lavaflow.models.errors import NetSpecError
+from lavaflow.deploy.netx import INPUT_UNIT_KEY, current_input, netx_weight_pipeline, read_netx, write_netx
+from lavaflow.models.errors import ConfigError, NetSpecError
 from lavaflow.models.fixed import FixedNetSpec
+from lavaflow.models.netspec import Input
+from lavaflow.models.reference import simulate
 from lavaflow.pipeline.lava.run import run_lava
 
 torch = pytest.importorskip("torch")
@@ -398,6 +401,107 @@ def test_bad_files_raise_one_paragraph(tmp_path, setup, pattern):
         read_netx(path)
     message = str(caught.value)
     assert str(path) in message and "\n" not in message and caught.value.__cause__ is None
+
+
+# ------------------------------------------------------------------------------------------------ current input
+IF_NEURON = {"threshold": 1.0, "current_decay": 1.0, "voltage_decay": 0.0}  # u = this step's input, v keeps it
+
+
+def _bptt_like(first: dict, tmp_path: Path, seed: int) -> tuple[_Chain, Path]:
+    """A 20-12-5 slayer CUBA net built as pipeline/bptt.py builds one (the hidden block keeps delay_shift, the last
+    does not, so slayer's output step t is the NetSpec's step t), exported with an input block first."""
+    torch.manual_seed(seed)
+    net = _Chain([slayer.block.cuba.Dense(dict(first), 20, 12, delay_shift=True),
+                  slayer.block.cuba.Dense(dict(NEURON), 12, 5, delay_shift=False)])
+    with torch.no_grad():
+        for block in net.blocks:
+            block.synapse.weight.mul_(4.0)
+        net(torch.zeros(1, 20, 2))
+    path = tmp_path / "current.net"
+    net.export_hdf5(path, (20,))
+    return net, path
+
+
+def _intensities(samples: int, time_steps: int, seed: int) -> np.ndarray:
+    """Current-encoded input on sklearn digits' grid: one intensity j/16 per pixel, repeated every step."""
+    levels = np.random.default_rng(seed).integers(0, 17, size=(samples, 20)) / 16
+    return np.repeat(levels[None], time_steps, axis=0)
+
+
+def _slayer_counts(net: _Chain, inputs: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        spikes = net(torch.tensor(np.moveaxis(inputs, 0, -1), dtype=torch.float32)).numpy()
+    return spikes.sum(axis=-1).astype(np.int64)  # (B, n_out)
+
+
+def test_current_input_equals_slayer_forward_exactly(tmp_path):
+    """Real-valued input currents, slayer's training input: slayer adds W·x to its state (kept in 1/4096 units);
+    netx's payload unit is a whole spike, so read with input_scale 1 the intensities round to 0/1. With the input
+    unit refined (current_input) the counts equal slayer's forward pass sample for sample. The first block is an
+    integrate-and-fire neuron (no truncating decay, which would cut at 1/(4096·m) instead of 1/4096), the
+    second has slayer's usual decays (binary spikes in: the same integers as slayer)."""
+    time_steps, samples = 12, 40
+    net, path = _bptt_like(IF_NEURON, tmp_path, seed=11)
+    inputs = _intensities(samples, time_steps, seed=12)
+    reference = _slayer_counts(net, inputs)
+    assert reference.sum() > 0 and len(np.unique(reference)) > 3, "the test network should spike, and differently"
+    spec = read_netx(path, time_steps=time_steps, encoding="current").spec
+    unit = int(spec.metadata[INPUT_UNIT_KEY])
+    assert unit >= 16 and spec.input.encoding == "current" and spec.input_scale == 1 / unit
+    np.testing.assert_array_equal(simulate(spec, inputs).counts["dense2"], reference)
+    lava = run_lava(spec, inputs[:, :6], backend="lava-fixed", fused=True, batch_size=6, timeout_s=120)
+    np.testing.assert_array_equal(lava.counts["dense2"], reference[:6])
+    # the bug: the file's netx units with input_scale 1 (how `simulate --encoder current` drove an import)
+    unscaled = dataclasses.replace(read_netx(path, time_steps=time_steps, encoding="events").spec,
+                                   input=Input((20,), "current"))
+    assert not np.array_equal(simulate(unscaled, inputs).counts["dense2"], reference)
+
+
+def test_current_input_with_slayer_decays_matches_slayer_up_to_its_truncation(tmp_path):
+    """With decays in the first block too, slayer truncates u and v at 1/4096 of a unit and the refined spec at
+    1/(4096·m): rare ties differ, by a spike. The file read with input_scale 1 is far off."""
+    time_steps, samples = 16, 200
+    net, path = _bptt_like(NEURON, tmp_path, seed=13)
+    inputs = _intensities(samples, time_steps, seed=14)
+    reference = _slayer_counts(net, inputs)
+    assert reference.sum() > 0
+    counts = simulate(read_netx(path, time_steps=time_steps, encoding="current").spec, inputs).counts["dense2"]
+    assert np.abs(counts - reference).max() <= 1
+    assert np.all(counts == reference, axis=1).mean() >= 0.95
+    unscaled = dataclasses.replace(read_netx(path, time_steps=time_steps, encoding="events").spec,
+                                   input=Input((20,), "current"))
+    assert np.all(simulate(unscaled, inputs).counts["dense2"] == reference, axis=1).mean() < 0.5
+
+
+def _same_population(a, b) -> bool:
+    return all(np.array_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+
+
+def test_current_input_unit_fits_payloads_and_state(tmp_path):
+    """m = 2^k: round(input_range·m) fits 8 bits, u cannot wrap; the conversion starts again from netx units, so
+    it is idempotent; other encodings keep the file's units."""
+    _, path = _bptt_like(NEURON, tmp_path, seed=15)
+    events = read_netx(path, time_steps=16, encoding="events").spec
+    assert events.input_scale == 1.0 and INPUT_UNIT_KEY not in events.metadata
+    one, two = current_input(events, 1.0), current_input(events, 2.0)
+    assert int(one.metadata[INPUT_UNIT_KEY]) == 2 * int(two.metadata[INPUT_UNIT_KEY])
+    assert int(one.metadata[INPUT_UNIT_KEY]) <= 128  # payload round(1.0·m) ≤ 255
+    again = current_input(one, 2.0)
+    assert again.metadata == two.metadata and again.populations["dense1"].vth == two.populations["dense1"].vth
+    first, second = one.populations["dense1"], events.populations["dense1"]
+    unit = int(one.metadata[INPUT_UNIT_KEY])
+    assert (first.vth, first.scale) == (second.vth * unit, second.scale / unit)
+    assert _same_population(one.populations["dense2"], events.populations["dense2"])
+    # a long T with slow current decay lets u add up: the unit shrinks so that a_in << 6 summed cannot wrap
+    slow = dataclasses.replace(events, populations={**events.populations, "dense1": dataclasses.replace(
+        events.populations["dense1"], du=0)}, time_steps=4096)
+    assert int(current_input(slow, 1.0).metadata.get(INPUT_UNIT_KEY, "1")) < unit
+    write_netx(one, tmp_path / "back.net")  # written in the file's own units again
+    back = read_netx(tmp_path / "back.net", time_steps=16, encoding="events").spec.populations
+    assert all(_same_population(back[name], events.populations[name]) for name in ("dense1", "dense2"))
+    for bad in (0.0, -1.0, float("nan"), 256.0):
+        with pytest.raises(ConfigError, match="input_range"):
+            current_input(events, bad)
 
 
 # ------------------------------------------------------------------------------------------------ Intel's MNIST

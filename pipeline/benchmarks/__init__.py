@@ -79,7 +79,11 @@ def _strsbp(quick: bool) -> str:
 def _spide_lava(quick: bool) -> str:
     from lavaflow.pipeline.benchmarks.spide_lava import bench_spide_lava, describe
 
-    return describe(bench_spide_lava(batches=2, plain_samples=2) if quick else bench_spide_lava())
+    if quick:
+        return describe(bench_spide_lava(batches=2, plain_samples=2))
+    from lavaflow.pipeline.benchmarks.spide_lava import compare_with_ide, describe_accuracy
+
+    return describe(bench_spide_lava()) + "\n\n" + describe_accuracy(compare_with_ide(epochs=1))
 
 
 _RUNS: dict[str, Callable[[bool], str]] = {
