@@ -190,15 +190,20 @@ class FeedbackSNN(nn.Module):
         spectral_norm_bound: bound c on the feedback weight's spectral norm (c = 1 = θ/2 keeps W/θ contractive).
         batch_norm: BatchNorm on the input layer's output.
         generator: draws the initial weights and, at every training forward, the dropout masks.
+        batch_norm_momentum: weight of each training batch in BatchNorm's running statistics (torch's 0.1 by
+            default; evaluation uses the running statistics, so a larger value makes them lag the weights less).
     """
 
     def __init__(self, architecture: FeedbackArchitecture, *, neuron: SoftResetParams, dropout: float,
-                 spectral_norm_bound: float, batch_norm: bool, generator: torch.Generator) -> None:
+                 spectral_norm_bound: float, batch_norm: bool, generator: torch.Generator,
+                 batch_norm_momentum: float = 0.1) -> None:
         super().__init__()
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         if neuron.subtraction <= 0:
             raise ValueError(f"threshold − reset_potential must be positive, got {neuron.subtraction}")
+        if not 0 < batch_norm_momentum <= 1:
+            raise ValueError(f"batch_norm_momentum must lie in (0, 1], got {batch_norm_momentum}")
         self.architecture = architecture
         self.neuron = neuron
         self.dropout = float(dropout)
@@ -212,7 +217,8 @@ class FeedbackSNN(nn.Module):
         self.input_weight = nn.Parameter(unit_row_uniform((widths[0], *(input_kernel if conv else input_size)),
                                                           generator))
         self.input_bias = nn.Parameter(torch.zeros(widths[0]))
-        self.input_norm = (nn.BatchNorm2d if conv else nn.BatchNorm1d)(widths[0]) if batch_norm else None
+        self.input_norm = ((nn.BatchNorm2d if conv else nn.BatchNorm1d)(widths[0], momentum=batch_norm_momentum)
+                           if batch_norm else None)
         self.feedback = SpectralNormWeight(unit_row_uniform((widths[0], widths[-1], *loop_kernel), generator),
                                            spectral_norm_bound, generator)
         self.layer_weights = nn.ParameterList(

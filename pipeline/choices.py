@@ -27,7 +27,7 @@ METHODS: dict[str, str] = {
 BENCHMARKS: dict[str, str] = {
     "ide-memory": "peak memory and time per batch, IDE vs BPTT, T = 5, 30, 100",
     "lava-throughput": "samples/s: plain Lava graph, fused, fused + batched, raw numpy",
-    "ide-fmnist": "IDE F400 on full Fashion-MNIST, the paper's recipe, accuracy per epoch",
+    "ide-fmnist": "IDE F400 on full Fashion-MNIST, the preset's recipe: final/best accuracy, mean ± sd over seeds",
     "lava-conv": "samples/s of a 64→64 3×3 conv on 32×32×64 in Lava: fused, plain graph, float, fixed",
     "netx-mnist": "img/s and accuracy of Intel's MNIST netx network: lavaflow lava-fixed fused vs lava-dl netx",
     "spide-lava": "samples/s of SPIDE training in the Lava graph (fused, plain) vs torch SPIDE; F-MNIST F400 epoch",

@@ -530,3 +530,159 @@ def test_learns_digits_quickly():
         accuracy = (model(x_test.unsqueeze(0).expand(5, *x_test.shape)).argmax(1) == y_test).float().mean()
     assert float(accuracy) >= 0.9
     assert math.isfinite(float(model.network.feedback.scale))
+
+
+# ------------------------------------------------------------------------ issue 20: matching the reference code
+def test_batch_tolerance_stops_at_the_first_iterate_within_the_reference_rule():
+    # The reference's Broyden stops once the whole batch's ‖f(z) − z‖ is below 2e-10·√(B·d). Every evaluation is
+    # recorded here, its absolute residual recomputed, and the stop must come at the first one within the bound.
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.randn(3, 20, 20, generator=generator, dtype=torch.float64) * 0.08
+    offset = torch.randn(3, 20, generator=generator, dtype=torch.float64)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        value = torch.bmm(matrix, z.unsqueeze(2)).squeeze(2) + offset
+        seen.append((z.clone(), value.clone()))
+        return value
+
+    from lavaflow.pipeline.solvers import broyden
+
+    for solver in (broyden, fixed_point):
+        seen.clear()
+        bound = 1e-6
+        result = solver(f, torch.zeros(3, 20, dtype=torch.float64), max_iterations=100, tolerance=0.0,
+                        batch_tolerance=bound)
+        absolute = [float((value - point).norm()) for point, value in seen]
+        limit = bound * math.sqrt(3 * 20)
+        first = next(index for index, residual in enumerate(absolute) if residual <= limit)
+        assert result.converged and result.iterations == first + 1 == len(seen), solver
+        assert all(residual > limit for residual in absolute[:first])
+        # Without the batch rule and with a zero relative tolerance, the same solver runs to its cap.
+        seen.clear()
+        capped = solver(f, torch.zeros(3, 20, dtype=torch.float64), max_iterations=first + 5, tolerance=0.0)
+        assert capped.iterations == first + 5 and not capped.converged
+
+
+def test_batch_tolerance_reaches_the_model_solver_and_is_validated():
+    model = build(IDEConfig(layer_widths=(6,), tolerance=0.0, batch_tolerance=2e-10), (1, 3, 3), 4, 5,
+                  torch.Generator().manual_seed(0))
+    assert model.solver.keywords == {"max_iterations": 30, "tolerance": 0.0, "batch_tolerance": 2e-10}
+    with pytest.raises(ConfigError, match="batch_tolerance"):
+        IDEConfig(batch_tolerance=-1.0)
+    with pytest.raises(ConfigError, match="batch_norm_momentum"):
+        IDEConfig(batch_norm_momentum=0.0)
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.19])
+def test_batch_norm_running_statistics_follow_the_configured_momentum(momentum):
+    # One training forward from the initial statistics (0, 1): running = (1 − m)·initial + m·batch statistic, with
+    # the batch statistics of F·x + b computed here (variance unbiased, as torch's running_var).
+    model = build(IDEConfig(layer_widths=(7,), batch_norm_momentum=momentum), (1, 3, 3), 4, 5,
+                  torch.Generator().manual_seed(0)).double()
+    inputs = constant_input((1, 3, 3), batch=6, time_steps=5)
+    model.train()
+    with torch.no_grad():
+        model(inputs)
+    net = model.network
+    drive = inputs[0].flatten(1) @ net.input_weight.T + net.input_bias
+    torch.testing.assert_close(net.input_norm.running_mean, momentum * drive.mean(0))
+    torch.testing.assert_close(net.input_norm.running_var, (1 - momentum) + momentum * drive.var(0))
+
+
+def test_momentum_019_is_the_reference_codes_two_updates_per_batch():
+    # The reference updates BatchNorm's statistics twice per mini-batch with torch's 0.1 (in the simulation and in
+    # f), with the same batch statistics: two torch BatchNorm1d passes equal one pass of 1 − 0.9² = 0.19 (the
+    # preset goes further, to 0.5; see its comments).
+    torch.manual_seed(0)
+    batches = [torch.randn(16, 5, dtype=torch.float64) * 3 + 1 for _ in range(4)]
+    twice = torch.nn.BatchNorm1d(5).double()
+    for batch in batches:
+        twice(batch)
+        twice(batch)
+    once = torch.nn.BatchNorm1d(5, momentum=0.19).double()
+    for batch in batches:
+        once(batch)
+    torch.testing.assert_close(once.running_mean, twice.running_mean)
+    torch.testing.assert_close(once.running_var, twice.running_var)
+
+
+def test_fashion_mnist_presets_if_and_lif():
+    from lavaflow.pipeline.config import PRESET_DIR
+
+    config, model_config, _ = resolve_config("ide", "fashion-mnist")
+    assert model_config.batch_norm_momentum == 0.5
+    assert model_config.leak == 1.0 and config.time_steps == 5 and config.epochs == 100
+    lif_file = PRESET_DIR / "ide-fashion-mnist-lif.yaml"
+    lif, lif_model, registered = resolve_config(None, None, file=lif_file)
+    assert registered.name == "ide" and lif.data == "fashion-mnist"
+    assert lif_model.leak == 0.95
+    # Everything else is the IF preset's recipe.
+    assert {**vars(lif_model), "leak": 1.0} == vars(model_config)
+    assert {k: v for k, v in vars(lif).items() if k != "model"} == {k: v for k, v in vars(config).items()
+                                                                     if k != "model"}
+
+
+def test_ide_fmnist_bench_reports_mean_and_spread():
+    from lavaflow.pipeline.benchmarks.ide_fmnist import SeedRun, describe, parse_seeds, run_dir_for
+
+    history = ({"epoch": 1, "train_accuracy": 0.8, "test_accuracy": 0.85},
+               {"epoch": 2, "train_accuracy": 0.85, "test_accuracy": 0.86})
+    runs = [SeedRun(seed, f"runs/x{seed}", 2, final, best, 2, seconds, 1, 1.0, history)
+            for seed, final, best, seconds in [(0, 0.9, 0.91, 10.0), (1, 0.902, 0.904, 12.0), (2, 0.907, 0.91, 14.0)]]
+    text = describe(runs)
+    # mean 90.30 %, sample standard deviation of (90.0, 90.2, 90.7) = 0.36 %; best: mean 90.80 %, sd 0.35 %
+    assert "final test accuracy: 90.30% ± 0.36% (min 90.00%, max 90.70%, 3 seeds)" in text
+    assert "best test accuracy:  90.80% ± 0.35%" in text
+    assert "s/epoch 12.0 with 1 torch thread(s)" in text and "90.04" in text
+    assert "one seed: no spread" in describe(runs[:1])
+    assert parse_seeds("0, 1,2") == (0, 1, 2)
+    with pytest.raises(ConfigError, match="LAVAFLOW_IDE_FMNIST_SEEDS"):
+        parse_seeds("a")
+    assert run_dir_for(3, False, "pipeline/configs/ide-fashion-mnist-lif.yaml") == \
+        "runs/bench-ide-fmnist-ide-fashion-mnist-lif-seed3"
+
+
+def test_ide_reference_runner_says_how_to_get_the_code_and_runs_a_checkout(tmp_path, monkeypatch):
+    # A stand-in checkout whose fashionmnist_fc.py has the reference's shape: module-level argparse, train() and
+    # main() writing log.txt; it calls .cuda() (made a no-op) and imports termcolor and progress (stand-ins).
+    import gzip
+
+    from lavaflow.pipeline.benchmarks import ide_reference
+
+    monkeypatch.delenv(ide_reference.REFERENCE_ENV, raising=False)
+    with pytest.raises(ConfigError, match=r"git clone https://github\.com/pkuxmq/IDE-FSNN"):
+        ide_reference.reference_path(None)
+    with pytest.raises(ConfigError, match=r"fashionmnist_fc\.py"):
+        ide_reference.reference_path(str(tmp_path))
+    (tmp_path / "fashionmnist_fc.py").write_text(
+        "import argparse, os, torch\n"
+        "from termcolor import colored\n"
+        "from progress.bar import Bar\n"
+        "parser = argparse.ArgumentParser()\n"
+        "for flag in ('--path', '--epochs', '--leaky', '--manualSeed', '-j', '-c'):\n"
+        "    parser.add_argument(flag)\n"
+        "args = parser.parse_args()\n"
+        "def train():\n"
+        "    Bar('x').next()\n"
+        "    return torch.ones(2).cuda().sum().item()\n"
+        "def main():\n"
+        "    os.makedirs(args.c, exist_ok=True)\n"
+        "    raw = os.path.join(args.path, 'FashionMNIST', 'raw', 'train-images-idx3-ubyte')\n"
+        "    assert open(raw, 'rb').read() == b'images'\n"
+        "    loss = train()\n"
+        "    with open(os.path.join(args.c, 'log.txt'), 'w') as handle:\n"
+        "        handle.write('Learning Rate\\tTrain Loss\\tValid Loss\\tTrain Acc.\\tValid Acc.\\n')\n"
+        "        handle.write(f'0.05\\t{loss}\\t0.4\\t{float(args.leaky) * 80}\\t85.1\\n')\n")
+    data = tmp_path / "fmnist"
+    (data / "fashion-mnist").mkdir(parents=True)
+    for name in ide_reference.FILES:
+        (data / "fashion-mnist" / name).write_bytes(gzip.compress(b"images"))
+    monkeypatch.setenv(ide_reference.REFERENCE_ENV, str(tmp_path))
+    figures = ide_reference.run_reference(ide_reference.reference_path(None), epochs=1, leak=1.0, seed=0,
+                                          threads=1, data_dir=str(data), work=tmp_path / "work")
+    assert figures["test_accuracy"] == pytest.approx(0.851) and figures["train_accuracy"] == pytest.approx(0.8)
+    assert 0 < figures["seconds_per_epoch"] < 60
+    text = ide_reference.describe(figures, {**figures, "test_accuracy": 0.849, "seconds_per_epoch":
+                                            figures["seconds_per_epoch"] * 0.25}, epochs=1, leak=1.0, threads=1)
+    assert "-0.20 pp" in text and "0.25×" in text

@@ -39,22 +39,9 @@ def _lava_conv(quick: bool) -> str:
 
 
 def _ide_fmnist(quick: bool) -> str:
-    """IDE F400 IF T=5 on the full Fashion-MNIST with the spec's recipe (100 epochs; --quick: 3 epochs)."""
-    from lavaflow.pipeline.config import resolve_config
-    from lavaflow.pipeline.rundir import RunDir
-    from lavaflow.pipeline.training import train
+    from lavaflow.pipeline.benchmarks.ide_fmnist import bench_ide_fmnist, describe
 
-    config, model_config, method = resolve_config("ide", "fashion-mnist", flags={"epochs": 3 if quick else None})
-    run_dir = RunDir.create("runs/bench-ide-fmnist-quick" if quick else "runs/bench-ide-fmnist")
-    metrics = train(config, model_config, method, run_dir, resume=True)
-    history = run_dir.load_checkpoint()["history"]
-    lines = [f"IDE F400 IF T={config.time_steps} on Fashion-MNIST (run dir {run_dir.path}; resumable)",
-             f"{'epoch':>5} {'train acc':>10} {'test acc':>9} {'seconds':>8}"]
-    lines += [f"{h['epoch']:>5} {h['train_accuracy']:>10.2%} {h['test_accuracy']:>9.2%} {h['seconds']:>8.1f}"
-              for h in history]
-    lines.append(f"final test accuracy {metrics['test_accuracy']:.2%}, best {metrics['best_test_accuracy']:.2%}, "
-                 f"training {metrics['train_seconds'] / 60:.1f} min (paper: 90.04 % mean after 100 epochs)")
-    return "\n".join(lines)
+    return describe(bench_ide_fmnist(quick))
 
 
 def _netx_mnist(quick: bool) -> str:
