@@ -208,8 +208,10 @@ FIXED_NODE_TYPES: dict[str, type] = {
 
 
 # ------------------------------------------------------------------------------------------- the one gate
-def input_payload(spec: FixedNetSpec, inputs: np.ndarray) -> np.ndarray:
-    """The integer payloads ``spec`` receives for ``inputs``, (T, B, *input_shape) int64, after every check.
+def input_payload(spec: FixedNetSpec, inputs: np.ndarray, dtype: type | None = np.int64) -> np.ndarray:
+    """The integer payloads ``spec`` receives for ``inputs``, (T, B, *input_shape) of ``dtype`` (int64; any type
+    that holds 0..255; None: spikes and counts in the inputs' own dtype, integer-valued, not copied), after every
+    check.
 
     This is the one gate of fixed point: the reference's integer mode and the Lava export call it before anything
     runs, so every backend accepts and refuses the same specs and data. It checks the spec (``check_fixed_spec``),
@@ -225,25 +227,27 @@ def input_payload(spec: FixedNetSpec, inputs: np.ndarray) -> np.ndarray:
             0..255.
     """
     check_fixed_spec(spec)
-    values = spec.input.checked(inputs, spec.time_steps)
     if spec.input.encoding == "current":
-        payloads = np.clip(np.rint(values / spec.input_scale), 0, PAYLOAD_MAX).astype(np.int64)
-        check_payloads(spec, payloads)
+        values = spec.input.checked(inputs, spec.time_steps)
+        payloads = np.clip(np.rint(values / spec.input_scale), 0, PAYLOAD_MAX).astype(dtype or np.int64)
+        check_payloads(spec, payloads, values_checked=True)
         return payloads
-    check_payloads(spec, values)  # before the cast: 256.5 or 1e30 must be refused, not truncated
-    return values.astype(np.int64)
+    values = spec.input.checked(inputs, spec.time_steps, dtype=None)  # spikes and counts: any real dtype
+    check_payloads(spec, values, values_checked=True)  # before the cast: 256.5 or 1e30 must be refused
+    return values if dtype is None else values.astype(dtype, copy=False)
 
 
-def check_payloads(spec: FixedNetSpec, payloads: np.ndarray) -> None:
+def check_payloads(spec: FixedNetSpec, payloads: np.ndarray, *, values_checked: bool = False) -> None:
     """Raise unless ``payloads`` are integers the input can send and no step's a_in can leave its 18 bits.
 
     ``payloads`` is (T, B, *input_shape) or (N, T, n_input): the first two axes are time and samples in either
     order. The a_in bound is the worst case over every step in which each input element takes any payload up to
     its largest in ``payloads`` and every population spikes as it may (``activation_bounds``): the quantiser's
     guarantee, checked for the data at hand, since Lava would let the CUBA current wrap silently. ``spec`` must
-    have passed ``check_fixed_spec``.
+    have passed ``check_fixed_spec``; ``values_checked``: ``payloads`` have just passed ``Input.check_values``.
     """
-    spec.input.check_values(payloads)  # rate input: 0/1 only, which are integers in range
+    if not values_checked:
+        spec.input.check_values(payloads)  # rate input: 0/1 only, which are integers in range
     low, high = payloads.min(initial=0), payloads.max(initial=0)
     exact = spec.input.encoding == "rate" or payloads.dtype.kind in "biu"
     integers = exact or np.array_equal(payloads, np.rint(payloads))

@@ -69,12 +69,13 @@ class Input:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    def checked(self, inputs: object, time_steps: int) -> np.ndarray:
-        """``inputs`` (T, B, *shape) as C-contiguous float64, after the checks every simulator needs (one place).
+    def checked(self, inputs: object, time_steps: int, dtype: type | None = np.float64) -> np.ndarray:
+        """``inputs`` (T, B, *shape) as a C-contiguous ``dtype`` array (None: the inputs' own dtype), after the
+        checks every simulator needs (one place).
 
         A broadcast (stride-0) array, such as a current-encoded image repeated over T steps, becomes a dense copy:
         ``astype`` would keep the broadcast layout and make every matmul over it several times slower. A
-        C-contiguous float64 array is returned as is, not copied; nothing downstream writes to it.
+        C-contiguous array of the dtype asked for is returned as is, not copied; nothing downstream writes to it.
 
         Raises:
             DataError: not a real array, a shape other than (time_steps, B ≥ 1, *shape), or bad values
@@ -87,16 +88,27 @@ class Input:
             raise DataError(f"inputs have shape {inputs.shape}; the network expects {expected} (time first)")
         if inputs.shape[1] == 0:
             raise DataError("inputs hold an empty batch")
-        values = np.ascontiguousarray(inputs, dtype=np.float64)
-        self.check_values(values)
-        return values
+        self.check_values(inputs)
+        return np.ascontiguousarray(inputs, dtype=dtype)
 
     def check_values(self, values: np.ndarray) -> None:
         """Finite values; 0/1 for rate encoding, where Lava's binary synapse would send any non-zero value as 1
-        while a float simulator would scale by it, so the backends would silently disagree."""
-        if not np.all(np.isfinite(values)):
-            raise DataError("inputs hold NaN or inf values")
-        if self.encoding == "rate" and not np.all((values == 0) | (values == 1)):
+        while a float simulator would scale by it, so the backends would silently disagree.
+
+        One pass or two over the data, whatever its dtype (integers are finite; a 0/1 array has every non-zero
+        equal to 1), since every run of every backend goes through here."""
+        integers = values.dtype.kind in "biu"
+        if self.encoding != "rate":
+            if not integers and not np.isfinite(values).all():
+                raise DataError("inputs hold NaN or inf values")
+            return
+        if integers:
+            binary = values.size == 0 or (values.min() >= 0 and values.max() <= 1)
+        else:
+            binary = np.count_nonzero(values != 0) == np.count_nonzero(values == 1)  # NaN, inf: non-zero, ≠ 1
+        if not binary:
+            if not integers and not np.isfinite(values).all():
+                raise DataError("inputs hold NaN or inf values")
             raise DataError(
                 f"rate-encoded input must hold 0/1 spikes, got values in [{values.min():g}, {values.max():g}]; "
                 f"encode intensities as Bernoulli spikes, or build the NetSpec with the current encoding"

@@ -92,8 +92,9 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
+    from lavaflow.pipeline.recording import format_records, record_input
     from lavaflow.pipeline.rundir import RunDir
-    from lavaflow.pipeline.simulate import format_records, format_table, record_input, simulate_backends
+    from lavaflow.pipeline.simulate import format_table, simulate_backends
 
     run_dir = RunDir.open(args.run_dir)
     chosen = list(dict.fromkeys(args.backend)) if args.backend else None  # each once, in the order given

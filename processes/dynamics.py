@@ -130,9 +130,15 @@ def effective_bias(bias_mant: np.ndarray | int, bias_exp: np.ndarray | int) -> n
 
 
 def decay(values: np.ndarray, decay_constant: int) -> np.ndarray:
-    """sign(x)·((|x|·(4096 − d)) >> 12) in int64: Lava's decay, rounding toward zero."""
+    """sign(x)·((|x|·(4096 − d)) >> 12) in int64: Lava's decay, rounding toward zero.
+
+    Computed as (p + (4095 if p < 0 else 0)) >> 12 on p = x·(4096 − d), the same truncation in three in-place
+    passes (p >> 63 is −1 for a negative p, 0 otherwise), instead of sign·(|p| >> 12)'s four arrays.
+    """
     product = np.asarray(values, dtype=np.int64) * (DECAY_UNITY - int(decay_constant))
-    return np.sign(product) * (np.abs(product) >> DECAY_BITS)
+    product += (product >> 63) & (DECAY_UNITY - 1)
+    product >>= DECAY_BITS
+    return product
 
 
 def saturate(values: np.ndarray) -> np.ndarray:

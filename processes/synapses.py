@@ -1,7 +1,8 @@
 """The linear maps of the fused network model: dense matrices and native convolutions, B samples at a time.
 
-A projection's map takes what its source sent, (B, n_source) float64, to the summed synaptic input (B, n_target)
-float64, before any weight exponent. Convolutions are computed as convolutions (one matmul per kernel tap over a
+A projection's map takes what its source sent, (B, n_source), to the summed synaptic input (B, n_target) in the
+map's dtype (float64; float32 for integer weights and payloads where that is exact, ``exact_dtype``), before any
+weight exponent. Convolutions are computed as convolutions (one matmul per kernel tap over a
 channels-last copy of the input), never as the unrolled (n_target, n_source) matrix: an MNIST-sized 64→64 conv
 would unroll to ~4·10^9 entries. Their numbers equal the unrolled matrix's: in fixed point exactly (every partial
 sum is an integer below 2^53, so float64 is exact in any order, as for the dense matmul), in floating point up to
@@ -21,6 +22,8 @@ import numpy as np
 
 from lavaflow.processes.topology import Convolution, Projection, SparseLayout
 
+FLOAT32_INTEGERS = 1 << 24  # float32 holds every integer of magnitude up to 2^24
+
 
 class LinearMap(Protocol):
     """(B, n_source) float64 → (B, n_target) float64: Σ_j W_ij · x_j for each of the B samples."""
@@ -29,23 +32,25 @@ class LinearMap(Protocol):
 
 
 class DenseMap:
-    """x @ Wᵀ with the matrix transposed once."""
+    """x @ Wᵀ with the matrix transposed once, in ``dtype`` (see ``exact_dtype``)."""
 
-    def __init__(self, weights: np.ndarray) -> None:
-        self.weights_t = np.ascontiguousarray(np.asarray(weights, dtype=np.float64).T)
+    def __init__(self, weights: np.ndarray, dtype: type = np.float64) -> None:
+        self.dtype = dtype
+        self.weights_t = np.ascontiguousarray(np.asarray(weights, dtype=dtype).T)
 
     def __call__(self, source: np.ndarray) -> np.ndarray:
-        return source @ self.weights_t
+        return source.astype(self.dtype, copy=False) @ self.weights_t
 
 
 class SparseMap:
     """x @ Wᵀ with W in CSR form, transposed once: the work of the non-zeros only."""
 
-    def __init__(self, weights: np.ndarray, layout: SparseLayout) -> None:
-        self.weights_t = layout.matrix(np.asarray(weights, dtype=np.float64)).T.tocsr()
+    def __init__(self, weights: np.ndarray, layout: SparseLayout, dtype: type = np.float64) -> None:
+        self.dtype = dtype
+        self.weights_t = layout.matrix(np.asarray(weights, dtype=dtype)).T.tocsr()
 
     def __call__(self, source: np.ndarray) -> np.ndarray:
-        return np.asarray(source @ self.weights_t)
+        return np.asarray(source.astype(self.dtype, copy=False) @ self.weights_t)
 
 
 class ConvMap:
@@ -56,8 +61,9 @@ class ConvMap:
     group and accumulated. Memory is O(B·C·H·W + kernel), work the convolution's own multiply-adds.
     """
 
-    def __init__(self, kernel: np.ndarray, conv: Convolution) -> None:
-        kernel = np.asarray(kernel, dtype=np.float64)
+    def __init__(self, kernel: np.ndarray, conv: Convolution, dtype: type = np.float64) -> None:
+        self.dtype = dtype
+        kernel = np.asarray(kernel, dtype=dtype)
         self.input_shape = tuple(int(n) for n in conv.input_shape)
         self.output_shape = conv.output_shape(kernel.shape)
         self.stride = tuple(int(n) for n in conv.stride)
@@ -76,14 +82,14 @@ class ConvMap:
         c_out, out_h, out_w = self.output_shape
         (pad_h, pad_w), (step_h, step_w), (dil_h, dil_w) = self.padding, self.stride, self.dilation
         if self._images is None or self._images.shape[0] != batch:  # the padding border stays zero between calls
-            self._images = np.zeros((batch, height + 2 * pad_h, width + 2 * pad_w, c_in))
+            self._images = np.zeros((batch, height + 2 * pad_h, width + 2 * pad_w, c_in), dtype=self.dtype)
         images = self._images
         images[:, pad_h : pad_h + height, pad_w : pad_w + width] = source.reshape(batch, c_in, height, width).transpose(
             0, 2, 3, 1
         )
         rows, c_group = batch * out_h * out_w, c_in // self.groups
         span_h, span_w = (out_h - 1) * step_h + 1, (out_w - 1) * step_w + 1
-        total = np.zeros((self.groups, rows, c_out // self.groups))
+        total = np.zeros((self.groups, rows, c_out // self.groups), dtype=self.dtype)
         for dy in range(self.taps.shape[0]):
             for dx in range(self.taps.shape[1]):
                 top, left = dy * dil_h, dx * dil_w
@@ -94,13 +100,32 @@ class ConvMap:
         return total.reshape(self.groups, batch, out_h, out_w, -1).transpose(1, 0, 4, 2, 3).reshape(batch, -1)
 
 
-def linear_map(projection: Projection) -> LinearMap:
+def linear_map(projection: Projection, dtype: type = np.float64) -> LinearMap:
     """The projection's map: its native convolution or CSR product when it carries a geometry, else its matrix."""
     if projection.conv is not None:
-        return ConvMap(projection.weights, projection.conv)
+        return ConvMap(projection.weights, projection.conv, dtype)
     if projection.sparse is not None:
-        return SparseMap(projection.weights, projection.sparse)
-    return DenseMap(projection.weights)
+        return SparseMap(projection.weights, projection.sparse, dtype)
+    return DenseMap(projection.weights, dtype)
+
+
+def exact_dtype(projection: Projection) -> type:
+    """float32 where it is exact for this integer projection, else float64.
+
+    Every partial sum of Σ_j W_ij·x_j is an integer no larger than max_i Σ_j |W_ij| · max|x|; below 2^24 float32
+    represents all of them, so its BLAS product (twice float64's speed) is exact in any order. max|x| is 1 for a
+    binary projection (Lava casts the payload to bool) and 2^bits − 1 for a graded one.
+    """
+    weights = np.abs(np.asarray(projection.weights, dtype=np.float64))
+    if projection.conv is not None:  # an output sums one output channel's whole kernel at most
+        largest_sum = weights.reshape(weights.shape[0], -1).sum(axis=1).max(initial=0.0)
+    elif projection.sparse is not None:  # the non-zeros' total: a bound that needs no layout
+        largest_sum = weights.sum()
+    else:
+        largest_sum = weights.sum(axis=1).max(initial=0.0)
+    bits = int(projection.num_message_bits)
+    largest_payload = (1 << bits) - 1 if bits else 1
+    return np.float32 if largest_sum * largest_payload < FLOAT32_INTEGERS else np.float64
 
 
 def lava_conv_arguments(kernel: np.ndarray, conv: Convolution) -> dict[str, Any]:

@@ -307,7 +307,10 @@ def test_an_actor_killed_during_a_phase_raises_and_leaves_nothing(
     stepping = tmp_path / "stepping"
 
     def slow(self: dynamics.SoftResetFloat, state: dict, a_in: np.ndarray) -> None:  # in the forked network
-        stepping.write_text(str(os.getpid()))
+        if not stepping.exists():  # written whole, then renamed: the reader never sees a partial pid
+            partial = stepping.with_suffix(f".{os.getpid()}")
+            partial.write_text(str(os.getpid()))
+            partial.replace(stepping)
         time.sleep(0.01)
         original(self, state, a_in)
 
@@ -318,7 +321,6 @@ def test_an_actor_killed_during_a_phase_raises_and_leaves_nothing(
         while not stepping.exists():
             if finished.wait(0.01):
                 return
-        time.sleep(0.05)  # let the write finish
         os.kill(int(stepping.read_text()), signal.SIGKILL)
 
     killer = threading.Thread(target=kill_once_stepping, daemon=True)

@@ -32,10 +32,10 @@ SOURCE = "github lava-nc/lava-dl, tutorials/lava/lib/dl/netx/mnist/trained_mnist
 
 
 def encode(images: np.ndarray, time_steps: int = TIME_STEPS) -> np.ndarray:
-    """The tutorial's deterministic rate code: (N, 784) uint8 pixels → (T, N, 784) 0/1 spikes, step 1 silent."""
+    """The tutorial's deterministic rate code: (N, 784) uint8 pixels → (T, N, 784) 0/1 uint8 spikes, step 1 silent."""
     intensity = images.reshape(images.shape[0], -1).astype(np.float64) / 255.0
     voltage = np.zeros_like(intensity)
-    spikes = np.zeros((time_steps, *intensity.shape))
+    spikes = np.zeros((time_steps, *intensity.shape), dtype=np.uint8)
     for step in range(1, time_steps):
         voltage += intensity
         fired = voltage > 1.0

@@ -42,7 +42,7 @@ from lavaflow.pipeline.lava.session import run_and_read
 from lavaflow.processes.kinds import process_kind
 from lavaflow.processes.network.process import RECORDABLE, SpikingNetwork
 from lavaflow.processes.sink.process import SpikeCounter, TraceRecorder
-from lavaflow.processes.source.process import PayloadSource
+from lavaflow.processes.source.process import PAYLOAD_DTYPE, PayloadSource
 
 
 @dataclass(frozen=True)
@@ -313,12 +313,13 @@ def _spec_and_payloads(
     spec: NetSpec | FixedNetSpec, inputs: np.ndarray, backend: str
 ) -> tuple[NetSpec | FixedNetSpec, np.ndarray]:
     """The spec to simulate and the source's payloads (N, T, n_input) for ``backend``."""
-    if SIMULATOR_TAGS[backend] == "fixed_pt":
+    fixed = SIMULATOR_TAGS[backend] == "fixed_pt"
+    if fixed:
         if isinstance(spec, NetSpec):
             spec, _ = quantize(spec)
         if not isinstance(spec, FixedNetSpec):
             raise BackendError(f"lava-fixed simulates a NetSpec or FixedNetSpec, got {type(spec).__name__}")
-        values = input_payload(spec, inputs)  # the fixed-point gate, the reference simulator's too
+        values = input_payload(spec, inputs, dtype=None)  # the fixed-point gate, the reference simulator's too
     else:
         if not isinstance(spec, NetSpec):
             raise BackendError(
@@ -326,10 +327,12 @@ def _spec_and_payloads(
             )
         spec.validate()  # the float gate, the reference simulator's too
         values = spec.input.checked(inputs, spec.time_steps)
-    # The source model's Var type (int32 fixed, float64 float), so that Lava does not convert a second copy.
-    dtype = np.int32 if isinstance(spec, FixedNetSpec) else np.float64
-    flat = values.reshape(values.shape[0], values.shape[1], -1).transpose(1, 0, 2)
-    return spec, np.ascontiguousarray(flat, dtype=dtype)
+    # (T, N, n) → (N, T, n) in the source model's Var type (int16 fixed, float64 float), in one pass; Lava then
+    # does not convert a second copy.
+    time_steps, num_samples = values.shape[:2]
+    payloads = np.empty((num_samples, time_steps, spec.input.size), dtype=PAYLOAD_DTYPE if fixed else np.float64)
+    payloads.transpose(1, 0, 2)[...] = values.reshape(time_steps, num_samples, -1)
+    return spec, payloads
 
 
 def summarise(

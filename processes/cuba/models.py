@@ -14,11 +14,9 @@ from lavaflow.processes.dynamics import CubaFixed, CubaFloat, NeuronArithmetic, 
 from lavaflow.processes.window import AbstractWindowedNeuronModel
 
 
-@implements(proc=CubaLIF, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyCubaLIFModelFloat(AbstractWindowedNeuronModel):
-    """CubaLIF in float64; bias_exp is ignored (as by Lava's float LIF)."""
+class AbstractCubaModelFloat(AbstractWindowedNeuronModel):
+    """The float64 Vars and ports of every CUBA-style kind (CubaLIF, CubaRefractoryLIF, the leaky integrator);
+    bias_exp is ignored, as by Lava's float LIF. Undecorated: Lava's model search passes it by."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
@@ -30,15 +28,9 @@ class PyCubaLIFModelFloat(AbstractWindowedNeuronModel):
     bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, float)
 
-    def arithmetic(self) -> NeuronArithmetic:
-        return CubaFloat(vth=float(self.vth), du=float(self.du), dv=float(self.dv), bias=self.bias_mant)
 
-
-@implements(proc=CubaLIF, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("bit_accurate_loihi", "fixed_pt")
-class PyCubaLIFModelFixed(AbstractWindowedNeuronModel):
-    """CubaLIF bit-accurate with Lava's PyLifModelBitAcc (same precisions), plus the per-sample window."""
+class AbstractCubaModelFixed(AbstractWindowedNeuronModel):
+    """The Vars and ports of every CUBA-style kind in Lava's PyLifModelBitAcc precisions. Undecorated, as above."""
 
     spike_dtype = np.int32
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=16)
@@ -50,6 +42,23 @@ class PyCubaLIFModelFixed(AbstractWindowedNeuronModel):
     dv: int = LavaPyType(int, np.uint16, precision=12)
     bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
     bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=3)
+
+
+@implements(proc=CubaLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyCubaLIFModelFloat(AbstractCubaModelFloat):
+    """CubaLIF in float64."""
+
+    def arithmetic(self) -> NeuronArithmetic:
+        return CubaFloat(vth=float(self.vth), du=float(self.du), dv=float(self.dv), bias=self.bias_mant)
+
+
+@implements(proc=CubaLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyCubaLIFModelFixed(AbstractCubaModelFixed):
+    """CubaLIF bit-accurate with Lava's PyLifModelBitAcc (same precisions), plus the per-sample window."""
 
     def arithmetic(self) -> NeuronArithmetic:
         return CubaFixed(

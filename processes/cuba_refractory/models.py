@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
-from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from lavaflow.processes.cuba.models import AbstractCubaModelFixed, AbstractCubaModelFloat
 from lavaflow.processes.cuba_refractory.process import CubaRefractoryLIF
 from lavaflow.processes.dynamics import CubaRefractoryFixed, CubaRefractoryFloat, NeuronArithmetic, effective_bias
-from lavaflow.processes.window import AbstractWindowedNeuronModel
 
 
 @implements(proc=CubaRefractoryLIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyCubaRefractoryLIFModelFloat(AbstractWindowedNeuronModel):
-    """CubaRefractoryLIF in float64; bias_exp is ignored (as by Lava's float LIF)."""
+class PyCubaRefractoryLIFModelFloat(AbstractCubaModelFloat):
+    """CubaRefractoryLIF in float64: CubaLIF's Vars plus the counter and the period."""
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    u: np.ndarray = LavaPyType(np.ndarray, float)
-    v: np.ndarray = LavaPyType(np.ndarray, float)
     r: np.ndarray = LavaPyType(np.ndarray, float)
-    vth: float = LavaPyType(float, float)
-    du: float = LavaPyType(float, float)
-    dv: float = LavaPyType(float, float)
     refractory: float = LavaPyType(float, float)
-    bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
-    bias_exp: np.ndarray = LavaPyType(np.ndarray, float)
 
     def arithmetic(self) -> NeuronArithmetic:
         return CubaRefractoryFloat(
@@ -45,21 +35,11 @@ class PyCubaRefractoryLIFModelFloat(AbstractWindowedNeuronModel):
 @implements(proc=CubaRefractoryLIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("bit_accurate_loihi", "fixed_pt")
-class PyCubaRefractoryLIFModelFixed(AbstractWindowedNeuronModel):
+class PyCubaRefractoryLIFModelFixed(AbstractCubaModelFixed):
     """CubaRefractoryLIF with Lava's bit-accurate LIF arithmetic (as CubaLIF's fixed model) and an 8-bit counter."""
 
-    spike_dtype = np.int32
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=16)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
-    u: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     r: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
-    vth: int = LavaPyType(int, np.int32, precision=17)
-    du: int = LavaPyType(int, np.uint16, precision=12)
-    dv: int = LavaPyType(int, np.uint16, precision=12)
     refractory: int = LavaPyType(int, np.int32, precision=8)
-    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=13)
-    bias_exp: np.ndarray = LavaPyType(np.ndarray, np.int16, precision=3)
 
     def arithmetic(self) -> NeuronArithmetic:
         return CubaRefractoryFixed(

@@ -34,7 +34,7 @@ from lavaflow.processes.network.process import (
     bias_var_name,
     weights_var_name,
 )
-from lavaflow.processes.synapses import LinearMap, lava_conv_arguments, linear_map, shift
+from lavaflow.processes.synapses import LinearMap, exact_dtype, lava_conv_arguments, linear_map, shift
 from lavaflow.processes.topology import INPUT_SOURCE, Population, Projection
 from lavaflow.processes.window import FIRST_STEP, FIRST_WINDOW_STEP, restarts_state, scheduled_position
 
@@ -106,10 +106,12 @@ class AbstractPyNetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarTypes):
         self.incoming: list[list[tuple[Projection, LinearMap]]] = []
         self.prepared_for: int | None = None  # the first_step of the phase the synapses were built for
         self.previous_input = np.zeros((self.batch_size, self.input_size))
-        # Per source population, its spikes (float64 0/1, ready for the matmuls) of the last D steps, newest first, D
-        # its longest outgoing delay: a projection of delay d reads entry d − 1, s[t − d] (d = 1 is Dense's step).
+        # Per source population, its spikes (bool; each map casts them to its dtype) of the last D steps, newest
+        # first, D its longest outgoing delay: a projection of delay d reads entry d − 1, s[t − d] (d = 1: Dense's).
         depths = [max((p.delay for p in projections if p.source == i), default=1) for i in range(len(populations))]
-        self.spike_history = [[np.zeros(shape) for _ in range(d)] for shape, d in zip(shapes, depths, strict=True)]
+        self.spike_history = [
+            [np.zeros(shape, dtype=bool) for _ in range(d)] for shape, d in zip(shapes, depths, strict=True)
+        ]
         self.record: tuple[tuple[int, str], ...] = tuple(proc_params["record"])
         self.record_size = max(1, sum(self.sizes[index] for index, _ in self.record))
 
@@ -131,7 +133,8 @@ class AbstractPyNetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarTypes):
             for index, projection in enumerate(self.projections)
         ]
         self.incoming = [
-            [(p, linear_map(p)) for p in projections if p.target == i] for i in range(len(self.populations))
+            [(p, linear_map(p, self.map_dtype(p))) for p in projections if p.target == i]
+            for i in range(len(self.populations))
         ]
         self.arithmetic = [
             self.neuron_arithmetic(dataclasses.replace(population, bias_mant=getattr(self, bias_var_name(index))))
@@ -140,6 +143,10 @@ class AbstractPyNetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarTypes):
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
         raise NotImplementedError("neuron_arithmetic() is supplied by a concrete network model")
+
+    def map_dtype(self, projection: Projection) -> type:
+        """The dtype in which the projection's products are summed: float64 (the fixed model may pick float32)."""
+        return np.float64
 
     def synaptic_input(self, projection: Projection, accumulated: np.ndarray) -> np.ndarray:
         """One projection's contribution to a_in, (B, n_target), from its summed W·s (float64, before weight_exp)."""
@@ -150,17 +157,17 @@ class AbstractPyNetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarTypes):
         return spikes.astype(self.spike_dtype)
 
     def _source(self, projection: Projection) -> np.ndarray:
-        """What the projection's synapse received at the previous step, as float64 (B, n_source)."""
+        """What the projection's synapse received at the previous step, (B, n_source) as sent (the map casts it)."""
         if projection.source == INPUT_SOURCE:
             payload = self.previous_input
         else:
             payload = self.spike_history[projection.source][projection.delay - 1]
-        if projection.num_message_bits == 0:  # Lava's Dense and Conv cast binary payloads to bool (−1 counts as +1)
-            return (payload != 0).astype(np.float64)
+        if projection.num_message_bits == 0 and payload.dtype != bool:  # Lava's Dense and Conv cast binary
+            return payload != 0  # payloads to bool (−1 counts as +1)
         return payload
 
     def run_spk(self) -> None:
-        payload = self.s_in.recv().reshape(self.batch_size, self.input_size).astype(np.float64)
+        payload = self.s_in.recv().reshape(self.batch_size, self.input_size)
         if self.prepared_for != int(self.schedule[FIRST_STEP]):  # a new phase: Vars may have been set before it
             self.prepare()
             self.prepared_for = int(self.schedule[FIRST_STEP])
@@ -189,7 +196,7 @@ class AbstractPyNetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarTypes):
             arithmetic.integrate(state, current)
             fired = arithmetic.fire(state)
             arithmetic.reset(state, fired)
-            spikes.append(fired.astype(np.float64))  # the payload: 0/1 for bool spikes, graded values as they are
+            spikes.append(fired)  # the payload: bool spikes as they are (each map casts to its own dtype)
         for history, fired in zip(self.spike_history, spikes, strict=True):
             history.insert(0, fired)  # a fresh array each step: the oldest one drops out, nothing is copied
             history.pop()
@@ -225,10 +232,12 @@ class PySpikingNetworkModelFloat(AbstractPyNetworkModel):
 class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
     """The fused network in Lava's integers: a_in = Σ_c shift(W_c · x_c, weight_exp_c), then the neuron dynamics.
 
-    The products are summed in float64 by BLAS, which is exact here (|W| ≤ 256, payloads ≤ 255, every partial sum
-    an integer < 2^53, so in any order: dense matmul and native convolution alike) and much faster than numpy's
-    int64 matmul; the sums are then int64, and each projection is shifted before the sum, as each Lava Dense shifts
-    its own output before the neuron's InPort adds them. The shift is Lava's: << e, or arithmetic >> −e (floor).
+    The products are summed by BLAS in floating point, which is exact here and much faster than numpy's int64
+    matmul: every partial sum is an integer, below 2^53 always (|W| ≤ 256, payloads ≤ 255), so float64 is exact in
+    any order, dense matmul and native convolution alike; float32, twice as fast, where the projection's bound keeps
+    them below 2^24 (lavaflow.processes.synapses.exact_dtype). The sums are then int64, and each projection is
+    shifted before the sum, as each Lava Dense shifts its own output before the neuron's InPort adds them. The
+    shift is Lava's: << e, or arithmetic >> −e (floor).
     """
 
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=8)
@@ -245,6 +254,9 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
         return process_kind(population).fixed_arithmetic(population)
+
+    def map_dtype(self, projection: Projection) -> type:
+        return exact_dtype(projection)
 
     def synaptic_input(self, projection: Projection, accumulated: np.ndarray) -> np.ndarray:
         return shift(np.rint(accumulated).astype(np.int64), int(projection.weight_exp))

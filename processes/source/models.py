@@ -10,7 +10,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lavaflow.processes.source.process import PayloadSource, StreamSource
+from lavaflow.processes.source.process import PAYLOAD_DTYPE, PayloadSource, StreamSource
 from lavaflow.processes.window import INPUTS, WINDOW_STEPS, scheduled_position, window_position
 
 
@@ -45,7 +45,8 @@ class PyPayloadSourceModelFloat(AbstractPayloadSourceModel):
 @tag("fixed_pt")
 class PyPayloadSourceModelFixed(AbstractPayloadSourceModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=8)
-    payloads: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+    # int16 holds every signed 8-bit payload in half of int32's memory: a run's payloads can be 10^8 values.
+    payloads: np.ndarray = LavaPyType(np.ndarray, PAYLOAD_DTYPE, precision=8)
 
 
 class AbstractStreamSourceModel(PyLoihiProcessModel):

@@ -10,6 +10,8 @@ from lava.magma.core.process.variable import Var
 
 from lavaflow.processes.window import SCHEDULE_SIZE, check_window_steps, initial_schedule
 
+PAYLOAD_DTYPE = np.int16  # the fixed-point source's payload type: signed 8-bit values with room to spare
+
 
 class PayloadSource(AbstractProcess):
     """Sends x[k] of the current sample window at window step k ≤ T, zeros at the other window steps.
@@ -19,8 +21,8 @@ class PayloadSource(AbstractProcess):
     B·n values (the fused network's batch axis; B = 1 for the plain graph). After the last window it sends zeros.
 
     Payloads are graded: intensities or event counts (connect to a Dense with ``num_message_bits=8``) or 0/1
-    spikes (``num_message_bits=0``). floating_pt sends float64, fixed_pt int32 (integers 0..255 from
-    lavaflow.models.fixed.input_payload, which checks them; they are not checked again here).
+    spikes (``num_message_bits=0``). floating_pt holds and sends float64, fixed_pt holds int16 and sends int32
+    (integers 0..255 from lavaflow.models.fixed.input_payload, which checks them; they are not checked again here).
 
     Args:
         payloads: (N, T, n) with N a multiple of ``batch_size`` (pad with zero samples).
