@@ -228,7 +228,8 @@ def feedback_operator(text: str, source: tuple[int, ...], target: tuple[int, ...
 
 
 def frobenius_cap(weight: Tensor, bound: float) -> Tensor:
-    """W·min(‖W‖_F, c)/‖W‖_F: the feedback's Frobenius norm at most c (SPIDE's restriction, spec §3.1).
+    """W·min(‖W‖_F, c)/‖W‖_F: a Frobenius norm at most c (SPIDE's restriction of the feedback, spec §3.1; here
+    also of the in-loop weights when ``loop_norm_bound`` is set).
 
     The factor is a constant for autograd, as in the reference: the raw weight's gradient is the effective one's
     times the factor, so the update stays local (the norm is a single scalar, computed exactly here where the
@@ -267,8 +268,8 @@ class ForwardPhase(NamedTuple):
 class BatchOperators(NamedTuple):
     """One mini-batch's weights and dropout masks, fixed for both phases.
 
-    weights, biases: per edge, the effective tensors (the feedback Frobenius-capped; None for pooling and for
-        biases the edge does not have).
+    weights, biases: per edge, the effective tensors (Frobenius-capped where ``SPIDENetwork.norm_bounds`` says;
+        None for pooling and for biases the edge does not have).
     dropout: per edge, (B, *target shape) masks scaled 1/(1 − p), or None (eval, or p = 0).
     """
 
@@ -287,6 +288,10 @@ class SPIDENetwork(nn.Module):
         num_classes: readout outputs.
         neuron: forward neurons (SPIDE: θ = 1, u_rest = −1, so D = 2).
         feedback_norm_bound: c, the feedback's Frobenius-norm cap.
+        loop_norm_bound: c_loop, a Frobenius-norm cap on every other weighted edge between populations (the in-loop
+            layers W_1..W_{N−1}); None leaves them free, as the reference does. The reference restricts the
+            feedback alone, and a ConvNet-F trained that way loses its contraction (the in-loop convs' operator
+            norms grow ×5-8 while the feedback sits at its cap; see ``pipeline.spide``).
         dropout: variational dropout rate on every edge's current in training (one mask per mini-batch).
         init: "unit_row" (U(−1, 1), each output unit's weights scaled to unit norm: IDE/AlexNet-F) or "kaiming"
             (normal, std √(2/fan_in): LeNet, ConvNet-F). Biases start at 0; a ConvTranspose feedback starts ×0.1
@@ -296,7 +301,7 @@ class SPIDENetwork(nn.Module):
 
     def __init__(self, input_shape: tuple[int, ...], layers: Sequence[str], feedback: str, num_classes: int, *,
                  neuron: SoftResetParams, feedback_norm_bound: float, dropout: float, init: str,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, loop_norm_bound: float | None = None) -> None:
         super().__init__()
         if not layers:
             raise ValueError("a SPIDE network needs at least one layer")
@@ -308,10 +313,13 @@ class SPIDENetwork(nn.Module):
             raise ValueError(f"threshold − reset_potential must be positive, got {neuron.subtraction}")
         if not feedback_norm_bound > 0:
             raise ValueError(f"feedback_norm_bound must be positive, got {feedback_norm_bound}")
+        if loop_norm_bound is not None and not loop_norm_bound > 0:
+            raise ValueError(f"loop_norm_bound must be positive (or None: no cap), got {loop_norm_bound}")
         self.input_shape = tuple(input_shape)
         self.neuron = neuron
         self.dropout = float(dropout)
         self.feedback_norm_bound = float(feedback_norm_bound)
+        self.loop_norm_bound = None if loop_norm_bound is None else float(loop_norm_bound)
         self._generator = _GeneratorHandle(generator)
         edges, shape = [], self.input_shape
         for index, text in enumerate(layers):
@@ -324,6 +332,13 @@ class SPIDENetwork(nn.Module):
         if back is not None:
             edges.append(Edge(len(layers) - 1, 0, back, 1))
         self.edges: tuple[Edge, ...] = tuple(edges)
+        self.norm_bounds: tuple[float | None, ...] = tuple(
+            self.feedback_norm_bound if number == self.feedback_edge
+            else self.loop_norm_bound if edge.source >= 0 and not isinstance(edge.operator, AvgPool)
+            else None
+            for number, edge in enumerate(self.edges))
+        """Per edge, the Frobenius-norm cap of its effective weight (None: uncapped: the input edge F, pooling,
+        and the in-loop edges unless ``loop_norm_bound`` is set)."""
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         self._weight_index: list[int | None] = []
@@ -336,9 +351,9 @@ class SPIDENetwork(nn.Module):
                 continue
             weight = self._initial_weight(operator, init, generator)
             is_feedback = self.has_feedback and number == len(self.edges) - 1
-            if is_feedback:
+            if self.norm_bounds[number] is not None:
                 with torch.no_grad():  # start within the cap, so that the raw and effective weights agree
-                    weight = frobenius_cap(weight, self.feedback_norm_bound)
+                    weight = frobenius_cap(weight, self.norm_bounds[number])
             self._weight_index.append(len(self.weights))
             self.weights.append(nn.Parameter(weight))
             if is_feedback:  # the feedback has no bias (spec §2.3, §3.6)
@@ -384,8 +399,9 @@ class SPIDENetwork(nn.Module):
         for number in range(len(self.edges)):
             index, bias_index = self._weight_index[number], self._bias_index[number]
             weight = None if index is None else self.weights[index]
-            if weight is not None and number == self.feedback_edge:
-                weight = frobenius_cap(weight, self.feedback_norm_bound)
+            bound = self.norm_bounds[number]
+            if weight is not None and bound is not None:
+                weight = frobenius_cap(weight, bound)
             weights.append(weight)
             biases.append(None if bias_index is None else self.biases[bias_index])
         dropout = None

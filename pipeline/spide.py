@@ -20,6 +20,20 @@ backward messages and the update (the exact gradient; the reference leaves them 
 
 Timing follows NetSpec in both phases: every connection between populations delays one step, so the backward
 phase is the forward graph with its edges reversed (Lava's timing, spec §4.5). The equilibria do not depend on it.
+
+Contraction. Both equilibria need ρ(J) < 1, J the block matrix of (1/D)·diag(m ⊙ d_e)·W_e over the edges between
+populations (``jacobian_spectral_radius`` measures it per sample). The reference keeps the feedback's Frobenius norm
+≤ c (and starts a ConvTranspose feedback ×0.1) but leaves the in-loop layers free. Loss scale, lr, weight decay and
+the cap's placement (recomputed before every forward, as the reference's ``_reset``) match it here, and with that
+recipe a 64-channel ConvNet-F on digits still lost its contraction: the feedback reached its cap within 12 epochs
+and stayed there, while the in-loop convs' operator norms grew ×8 and ×5 (mostly by aligning: their kernels'
+Frobenius norms grew ×1.7 and ×1.3), ρ(J) rose 0.11 → 1.0 (median; 1.2 max) by epoch 22 and the loss rose again;
+through the shared loop the test accuracy fell from 96 % (epoch 25) to 48 % at epoch 40, ρ(J) 5.3 at the end.
+``loop_norm_bound`` caps every in-loop weight's Frobenius norm the way the feedback's is capped: the effective
+weight W·min(1, c/‖W‖_F) is recomputed per batch and the factor is a constant for the update, so the update stays
+local (rates × rates, times one scalar per weight) and a Lava graph can apply it exactly as it caps the feedback.
+At 12 (just above the convs' kaiming init, √(2·64) ≈ 11.3) the same run kept ρ(J) ≤ 0.63 (median) and ended at
+96.67 % (``pipeline/configs/spide-mnist5k-convnetf.yaml`` with ``--data digits``).
 """
 
 from __future__ import annotations
@@ -57,6 +71,9 @@ class SPIDEConfig:
         backward_steps: T_b.
         loss_scale: g = loss_scale·∂L/∂a is injected (100 MNIST, 400 CIFAR-10 in the reference).
         feedback_norm_bound: c, the Frobenius-norm cap of the feedback weight (2 in the reference).
+        loop_norm_bound: c_loop, a Frobenius-norm cap on each in-loop weight (every weighted edge between
+            populations but the feedback); None (the reference) leaves them free. ConvNet-F needs it: see the
+            module docstring, "Contraction".
         dropout: variational dropout rate on every connection in training.
     """
 
@@ -71,6 +88,7 @@ class SPIDEConfig:
     backward_steps: int = 100
     loss_scale: float = 100.0
     feedback_norm_bound: float = 2.0
+    loop_norm_bound: float | None = None
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
@@ -84,12 +102,13 @@ class SPIDEConfig:
             "backward_steps": self.backward_steps >= 1,
             "loss_scale": self.loss_scale > 0,
             "feedback_norm_bound": self.feedback_norm_bound > 0,
+            "loop_norm_bound": self.loop_norm_bound is None or self.loop_norm_bound > 0,
             "dropout": 0 <= self.dropout < 1,
         }
         bounds = {"layers": "a list of at least one layer string", "init": f"one of {list(INITS)}",
                   "threshold": "> 0 and above reset_potential", "leak": "in (0, 1]", "backward_threshold": "> 0",
                   "backward_subtraction": "> 0", "backward_steps": "≥ 1", "loss_scale": "> 0",
-                  "feedback_norm_bound": "> 0", "dropout": "in [0, 1)"}
+                  "feedback_norm_bound": "> 0", "loop_norm_bound": "> 0 or null (no cap)", "dropout": "in [0, 1)"}
         for name, valid in checks.items():
             if not valid:
                 raise ConfigError(f"model.{name} = {getattr(self, name)!r} must be {bounds[name]}")
@@ -249,6 +268,38 @@ def spide_update(network: SPIDENetwork, phase: ForwardPhase, operators: BatchOpe
     return SPIDERecord(phase, operators, gates, injection, backward, updates)
 
 
+# ---------------------------------------------------------------------------------------------------- contraction
+@torch.no_grad()
+def jacobian_spectral_radius(network: SPIDENetwork, operators: BatchOperators, gates: Sequence[Tensor],
+                             iterations: int = 60, seed: int = 0) -> Tensor:
+    """Per sample, ρ(J) of the equilibrium Jacobian J = blocks (1/D)·diag(gate_e)·W_e (every edge between
+    populations), by power iteration: the geometric mean growth of ‖J^k v‖ over the last two thirds of
+    ``iterations`` steps. ρ(J) < 1 is what the forward and backward equilibria need (spec §5.2); with N layers in
+    the loop, ρ(J)^N is the gain of one round trip. Returns (B,).
+    """
+    if iterations < 3:
+        raise ValueError(f"iterations must be at least 3, got {iterations}")
+    batch = gates[0].shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    like = gates[0]
+    vectors = [torch.randn((batch, *shape), generator=generator, dtype=like.dtype).to(like.device)
+               for shape in network.layer_shapes]
+    subtraction, start = network.neuron.subtraction, iterations // 3
+    log_growth = like.new_zeros(batch)
+    for iteration in range(iterations):
+        images = [like.new_zeros((batch, *shape)) for shape in network.layer_shapes]
+        for number, edge in enumerate(network.edges):
+            if edge.source >= 0:
+                current = edge.operator.apply(vectors[edge.source], operators.weights[number], None)
+                images[edge.target] = images[edge.target] + gates[number] * current / subtraction
+        norm = torch.sqrt(sum(image.flatten(1).pow(2).sum(1) for image in images))
+        norm = norm.clamp_min(torch.finfo(like.dtype).tiny)
+        if iteration >= start:
+            log_growth += norm.log()
+        vectors = [image / norm.reshape(-1, *[1] * (image.dim() - 1)) for image in images]
+    return (log_growth / (iterations - start)).exp()
+
+
 # ---------------------------------------------------------------------------------------------------- the method
 
 
@@ -299,7 +350,7 @@ def build(config: SPIDEConfig, input_shape: tuple[int, ...], num_classes: int, t
     try:
         network = SPIDENetwork(tuple(input_shape), config.layers, config.feedback, num_classes, neuron=config.neuron,
                                feedback_norm_bound=config.feedback_norm_bound, dropout=config.dropout,
-                               init=config.init, generator=generator)
+                               init=config.init, generator=generator, loop_norm_bound=config.loop_norm_bound)
     except ValueError as error:
         raise ConfigError(f"model: {error}; fix model.layers / model.feedback in the config") from None
     return SPIDEModel(network, config)

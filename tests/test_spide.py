@@ -3,6 +3,7 @@ operators' adjoints, the NetSpec, and a digits training through the shared loop 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -22,6 +23,7 @@ from lavaflow.pipeline.spide import (
     backward_phase,
     build,
     edge_gates,
+    jacobian_spectral_radius,
     local_update,
     to_netspec,
     transposed_edges,
@@ -31,9 +33,10 @@ D = 2.0  # θ − u_rest = 1 − (−1): the charge a forward spike removes, the
 
 
 def make(layers, feedback, input_shape, *, classes=4, init="unit_row", bound=2.0, dropout=0.0, backward_steps=100,
-         scale=100.0, seed=0, leak=1.0):
+         scale=100.0, seed=0, leak=1.0, loop_bound=None):
     config = SPIDEConfig(layers=tuple(layers), feedback=feedback, init=init, feedback_norm_bound=bound,
-                         dropout=dropout, backward_steps=backward_steps, loss_scale=scale, leak=leak)
+                         dropout=dropout, backward_steps=backward_steps, loss_scale=scale, leak=leak,
+                         loop_norm_bound=loop_bound)
     return build(config, input_shape, classes, 30, torch.Generator().manual_seed(seed)).double(), config
 
 
@@ -163,6 +166,90 @@ def test_spike_update_approaches_the_ide_gradient():
         assert float((got - expected).norm() / expected.norm()) < 0.02
 
 
+def test_convnet_f_update_equals_the_exact_ide_gradient():
+    """The whole SPIDE step of a small ConvNet-F (strided convs, a ConvTranspose feedback, dropout, both Frobenius
+    caps active) through the model's backward, against IDE's gradient computed independently: β from a dense linear
+    solve of (I − Jᵀ)β = g, then autograd of Σ_e ⟨gate_e ⊙ β_tgt, W_e·a_src + b_e⟩/D into the raw parameters
+    (through the caps); no adjoint, weight_gradient or local_update of the module is used for it."""
+    layers, feedback = ["conv 3 k3 s2 p1", "conv 4 k3 s2 p1", "conv 4 k3 p1"], "convT k3 s2 p1 op1"
+    input_shape = (1, 8, 8)
+    model, config = make(layers, feedback, input_shape, bound=2.0, loop_bound=4.5, dropout=0.2, backward_steps=400,
+                         scale=1.0, seed=3)
+    network = model.network
+    generator = torch.Generator().manual_seed(13)
+    with torch.no_grad():  # raw weights past their caps (cap factors < 1), effective loop gain about 0.8
+        for number, edge in enumerate(network.edges):
+            weight = network.weights[network._weight_index[number]]
+            weight.copy_(torch.randn(weight.shape, generator=generator, dtype=torch.float64))
+            if edge.source >= 0:
+                weight.mul_(1.3 * network.norm_bounds[number] / weight.norm())
+            else:
+                weight.mul_(1.5 / torch.linalg.matrix_norm(dense_matrix(edge.operator, weight), 2))
+        for bias in network.biases:
+            bias.fill_(0.6)
+    operators = network.batch_operators(1)
+    loop = [dense_matrix(e.operator, operators.weights[n].detach()) / D for n, e in enumerate(network.edges)
+            if e.source >= 0]
+    gain = float(torch.linalg.matrix_norm(loop[2] @ loop[1] @ loop[0], 2))
+    assert 0.2 < gain < 1.0, gain  # the loop is contractive but matters
+    inputs, targets = constant_input(input_shape, 6, 30, seed=2), torch.arange(6) % 4
+    model.train()
+
+    def step(scale):
+        model.config = dataclasses.replace(config, loss_scale=scale)
+        network.reseed_random_streams(7)  # the same dropout masks every time
+        model.zero_grad()
+        model.record = []
+        functional.cross_entropy(model(inputs), targets).backward()
+        return model.record[0]
+
+    probe = step(1.0)
+    peak = max(float(b.abs().max()) for b in exact_betas(network, probe.phase, probe.operators, probe.injection))
+    scale = 0.6 / peak  # |β| ≤ 0.6: no saturation, and g large enough for a fine spike code
+    record = step(scale)
+    assert min(float(m.mean()) for m in record.phase.masks) > 0.3, [float(m.mean()) for m in record.phase.masks]
+    assert float(record.operators.dropout[1].eq(0).float().mean()) > 0.1  # dropout is on
+    betas = exact_betas(network, record.phase, record.operators, record.injection)
+    effective = network.batch_operators(6)  # the capped weights again, with a fresh graph into the raw ones
+    objective = 0.0
+    for number, edge in enumerate(network.edges):
+        pre = record.phase.mean_input if edge.source < 0 else record.phase.rates[edge.source]
+        gate = record.phase.masks[edge.target] * record.operators.dropout[number]
+        current = edge.operator.apply(pre, effective.weights[number], effective.biases[number])
+        objective = objective + (gate * betas[edge.target] * current).sum() / D
+    parameters = [*network.weights, *network.biases]
+    exact = torch.autograd.grad(objective, parameters)
+    errors = {}
+    for name, parameter, expected in zip(["F", "W1", "W2", "W_fb", "b0", "b1", "b2"], parameters, exact, strict=True):
+        got = parameter.grad * scale  # the module hands the optimiser the update ÷ the loss scale
+        errors[name] = float((got - expected).norm() / expected.norm())
+    print("\nConvNet-F update vs the exact IDE gradient, relative error at T_b = 400:",
+          ", ".join(f"{name} {error:.2%}" for name, error in errors.items()))
+    assert max(errors.values()) < 0.03, errors  # measured 0.3-1.6 %
+
+
+def test_jacobian_spectral_radius_matches_the_dense_eigenvalues():
+    """The power-iteration ρ(J) (the training diagnostic) against eigvals of the dense block Jacobian, per sample."""
+    model, _, input_shape = loop_network("conv")
+    network, operators, phase = random_phase(model, input_shape, batch=3, gain=1.0)
+    gates = edge_gates(network, phase, operators)
+    sizes = [math.prod(shape) for shape in network.layer_shapes]
+    offsets = [0, *itertools.accumulate(sizes)]
+    got = jacobian_spectral_radius(network, operators, gates, iterations=600)
+    for sample in range(3):
+        jacobian = torch.zeros(offsets[-1], offsets[-1], dtype=torch.float64)
+        for number, edge in enumerate(network.edges):
+            if edge.source >= 0:
+                weight = operators.weights[number]
+                matrix = dense_matrix(edge.operator, None if weight is None else weight.detach())
+                rows = slice(offsets[edge.target], offsets[edge.target + 1])
+                cols = slice(offsets[edge.source], offsets[edge.source + 1])
+                jacobian[rows, cols] = gates[number][sample].reshape(-1, 1) * matrix / D
+        expected = float(torch.linalg.eigvals(jacobian).abs().max())
+        assert 0.3 < expected < 1.0
+        assert float(got[sample]) == pytest.approx(expected, rel=0.02)
+
+
 # ---------------------------------------------------------------------------------------------- 2. by hand
 def test_update_equals_the_hand_computed_rule_on_a_tiny_net():
     """Forward, backward and update of a 3-input, 4-neuron FSNN simulated here sample by sample with loops."""
@@ -289,6 +376,38 @@ def test_feedback_frobenius_norm_is_capped(layers, feedback, input_shape):
     torch.testing.assert_close(network.batch_operators(1).weights[-1], raw, rtol=0, atol=0)
 
 
+def test_loop_frobenius_cap_holds_after_every_optimiser_step():
+    """``loop_norm_bound``: every in-loop weight (not F, not pooling) is capped like the feedback, from the start and
+    after large SGD steps; the NetSpec carries the capped weights; without it the in-loop weights are free."""
+    layers, feedback, input_shape = ["conv 3 k3 s2 p1", "pool 2", "conv 3 k3 p1"], "convT k3 s2 p1 op1", (1, 8, 8)
+    model, config = make(layers, feedback, input_shape, classes=3, init="kaiming", bound=0.5, loop_bound=1.5)
+    network = model.network
+    assert network.norm_bounds == (None, None, 1.5, 0.5)  # F, pool, W2, feedback
+    free, _ = make(layers, feedback, input_shape, classes=3, init="kaiming", bound=0.5)
+    assert free.network.norm_bounds == (None, None, None, 0.5)
+    assert float(free.network.weights[1].norm()) > 1.5  # kaiming starts above the cap: the cap binds from the start
+    capped = {number: network._weight_index[number] for number, bound in enumerate(network.norm_bounds) if bound}
+    for number, index in capped.items():  # (drawn in float32, then made float64)
+        assert float(network.weights[index].norm()) <= network.norm_bounds[number] * (1 + 1e-6)
+    with torch.no_grad():  # every layer fires, so every weight gets an update
+        for bias in network.biases:
+            bias.fill_(0.3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=50.0, momentum=0.9)
+    model.train()
+    for seed in range(4):
+        optimizer.zero_grad()
+        functional.cross_entropy(model(constant_input(input_shape, 4, 10, seed, 3.0)), torch.arange(4) % 3).backward()
+        optimizer.step()
+        operators = network.batch_operators(1)
+        for number in capped:
+            assert float(operators.weights[number].norm()) <= network.norm_bounds[number] * (1 + 1e-12)
+    raw = network.weights[capped[2]]
+    assert float(raw.norm()) > 1.5 * 1.1  # the steps took the raw weight past the cap: the cap did the work
+    spec = to_netspec(model, config, input_shape, "current", 10)
+    (inner,) = [c for c in spec.connections if c.source == "layer1" and c.target == "layer2"]
+    assert np.linalg.norm(inner.synapse.weight) == pytest.approx(1.5, rel=1e-9)
+
+
 # ---------------------------------------------------------------------------------------------- 5. operators
 OPERATORS = {
     "linear": Linear((2, 3, 3), (7,)),
@@ -391,6 +510,8 @@ def test_config_errors_name_the_problem():
         build(SPIDEConfig(layers=("conv 4 k3 p1", "pool 2")), (1, 5, 5), 3, 5, torch.Generator())
     with pytest.raises(ConfigError, match="backward_steps"):
         SPIDEConfig(backward_steps=0)
+    with pytest.raises(ConfigError, match="loop_norm_bound"):
+        SPIDEConfig(loop_norm_bound=0.0)
     with pytest.raises(ConfigError, match="threshold"):
         SPIDEConfig(threshold=1.0, reset_potential=1.0)
 

@@ -166,6 +166,14 @@ def test_conv_network_is_refused() -> None:
         SPIDELavaGraph(model, forward_steps=5, batch_size=2, momentum=0.9, weight_decay=0.0)
 
 
+def test_an_in_loop_norm_cap_is_refused() -> None:
+    """The graph caps the feedback only: a model trained with model.loop_norm_bound must not run uncapped."""
+    config = SPIDEConfig(layers=("fc 8",), feedback="fc", loop_norm_bound=12.0)
+    model = build(config, (1, 4, 4), 3, 5, torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="loop_norm_bound"):
+        SPIDELavaGraph(model, forward_steps=5, batch_size=2, momentum=0.9, weight_decay=0.0)
+
+
 @pytest.mark.timeout(300)
 def test_trainer_writes_a_run_dir_whose_checkpoint_is_the_graph(tmp_path) -> None:
     """Two epochs on 256 digits (batches of 32) in the graph: the run dir holds config, checkpoint, history,

@@ -73,6 +73,9 @@ def check_lava_spide(model: Any, backend: str) -> None:
     if kinds:
         raise ConfigError(f"the Lava SPIDE graph steps dense layers ('fc N', feedback 'fc' or 'none'); this network "
                           f"has {', '.join(kinds)} edges. Train it with --backend torch, or use dense layers")
+    if network.loop_norm_bound is not None:  # the graph caps the feedback only; a silent no-cap would diverge
+        raise ConfigError(f"the Lava SPIDE graph caps the feedback's norm only; this model sets model.loop_norm_bound "
+                          f"{network.loop_norm_bound}. Train it with --backend torch, or drop the in-loop cap")
     if backend == "lava-fixed" and model.config.leak != 1.0:
         raise ConfigError(f"lava-fixed SPIDE steps IF neurons (model.leak 1); got leak {model.config.leak}. Use "
                           "lava-float for leaky neurons")
