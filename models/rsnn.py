@@ -30,8 +30,6 @@ from lavaflow.models.errors import ConfigError
 from lavaflow.models.kinds.cuba_refractory import (
     CubaRefractoryNeurons,
     CubaRefractoryParams,
-    CubaRefractoryState,
-    cuba_refractory_step,
 )
 from lavaflow.models.netspec import INPUT, Connection, Dense, Input, NetSpec, Readout, Sparse
 
@@ -196,7 +194,9 @@ class RSNN(nn.Module):
 
         Layer by layer: a population's drive from below is one matmul over all steps (delay 0 from the input,
         1 from a population), then the time loop adds its own loop input of the previous step and steps the
-        neuron (models.kinds.cuba_refractory), in float64 as the reference simulator does.
+        neuron, in float64 as the reference simulator does. The step is ``cuba_refractory_step``'s arithmetic
+        (models.kinds.cuba_refractory) with masks in place of its 0/1 products, which give the same values and
+        halve the operations of this, the forward's, loop (tests compare the two).
         """
         time_steps, batch = inputs.shape[:2]
         below = inputs.reshape(time_steps, batch, -1).to(torch.float64)
@@ -212,18 +212,35 @@ class RSNN(nn.Module):
                 drive = torch.cat([torch.zeros_like(drive[:1]), drive[:-1]])
             loop = population.loop_weight()
             loop_t = None if loop is None else (loop.detach().to(torch.float64) * decay).T
-            params = self.architecture.params(index)
-            zeros = torch.zeros_like(drive[0])
-            state = CubaRefractoryState(zeros, zeros, zeros)
-            spikes = torch.zeros_like(drive)
-            previous = zeros
-            for t in range(time_steps):
-                current = drive[t] if loop_t is None else drive[t] + previous @ loop_t
-                previous, state = cuba_refractory_step(current, state, params)
-                spikes[t] = previous
+            spikes = simulate_population(drive, loop_t, self.architecture.params(index))
             spikes_per_population.append(spikes)
             below = spikes
         return spikes_per_population
+
+
+def simulate_population(drive: Tensor, loop_t: Tensor | None, params: CubaRefractoryParams) -> Tensor:
+    """Spikes (T, B, n) of one "cuba_refractory" population driven by ``drive`` (T, B, n) plus, with a step of
+    delay, its own spikes through ``loop_t`` (n, n), transposed: the values of ``cuba_refractory_step``.
+
+    v is 0 whenever it is held (a spike resets it to 0, and the R steps after hold it), so "held" zeroes the
+    integrated value; a neuron is held while the step is within R of its last spike.
+    """
+    current_keep, voltage_keep = 1.0 - params.current_decay, 1.0 - params.voltage_decay
+    current = torch.zeros_like(drive[0])
+    voltage = torch.zeros_like(current)
+    last_spike = torch.full_like(current, -math.inf)
+    spikes = torch.zeros_like(drive)
+    period = params.refractory_period
+    for t in range(drive.shape[0]):
+        current.mul_(current_keep).add_(drive[t] if loop_t is None or t == 0 else drive[t] + spikes[t - 1] @ loop_t)
+        voltage = (voltage_keep * voltage).add_(current)
+        if period > 0:
+            voltage.masked_fill_(last_spike >= t - period, 0.0)
+        fired = voltage > params.threshold
+        voltage.masked_fill_(fired, 0.0)
+        last_spike.masked_fill_(fired, float(t))
+        spikes[t] = fired
+    return spikes
 
 
 def rsnn_netspec(model: RSNN, *, input_shape: Sequence[int], encoding: str, time_steps: int,

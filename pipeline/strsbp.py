@@ -20,7 +20,9 @@ The reference code uses g_i/M_ii in place of β_i for the weight gradients ("dia
 error propagation is already exact), and treats the output's lateral inhibition by a two-cycle factor that the
 exact solve subsumes. S-PSPs come from a closed form (``effects``): with Q_j the unit membrane response of pre
 neuron j without resets, e_{i|j} = Σ_m (Q_j[t_m] − α^{t_m − r_{m−1}}·Q_j[r_{m−1}]), r_m = t_m + R the step after
-which the post neuron restarts from 0, so E = A·Q is one batched matmul.
+which the post neuron restarts from 0, so E = A·Q is a matmul per sample over the neurons that fired
+(``SpikeTrainProduct``; silent rows and columns are exact zeros), each train's A and Q computed once per backward
+(``TrainFilters``), and the first layer's E never formed (only Σ_b β_b·E_b is needed there).
 
 Loss (spec A.5): target counts y = desired (label) / undesired (others), E = Σ_i [|o_i − y_i| > m]·(o_i − y_i)²
 with the reference's gradient [|o − y| > m]·(o − y); a silent label neuron gets injected spikes for its S-PSPs.
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -54,6 +57,7 @@ from lavaflow.pipeline.methods import Method, RuleGradient
 LOSSES = ("spike_count", "cross_entropy")
 SOLVES = ("exact", "diagonal")
 SILENT_RATIO = 0.5  # r_ij where the pre or the post neuron is silent (reference: effect ratio 0.5)
+COMPACT_FRACTION = 0.7  # SpikeTrainProduct: one batched matmul above this fraction of non-silent (post, pre) pairs
 
 
 @dataclass(frozen=True)
@@ -139,18 +143,22 @@ def unit_responses(trains: Tensor, delay: int, current_decay: float, voltage_dec
     """Q (B, T, M): the membrane response, without resets, of a post neuron to each pre train of (T, B, M).
 
     p[t] = (1 − 1/τ_s)·p[t−1] + x[t − delay];  Q[t] = (1 − 1/τ_m)·Q[t−1] + p[t]/τ_s  (the neuron's own filters:
-    v_i = Σ_j w_ij·q_ij, and q_ij equals Q_j between the post neuron's restarts).
+    v_i = Σ_j w_ij·q_ij, and q_ij equals Q_j between the post neuron's restarts). Written step by step into the
+    (B, T, M) result, in place: the loop is memory-bound, and the matmul ``effects`` wants Q contiguous per sample.
     """
     time_steps = trains.shape[0]
     current_keep, voltage_keep = 1.0 - current_decay, 1.0 - voltage_decay
     trace = torch.zeros_like(trains[0])
-    response = torch.zeros_like(trains[0])
-    out = torch.zeros_like(trains)
+    scaled = torch.empty_like(trace)
+    out = torch.zeros(trains.shape[1], time_steps, trains.shape[2], dtype=trains.dtype, device=trains.device)
+    previous = torch.zeros_like(trace)
     for t in range(delay, time_steps):
-        trace = current_keep * trace + trains[t - delay]
-        response = voltage_keep * response + current_decay * trace
-        out[t] = response
-    return out.permute(1, 0, 2)
+        trace.mul_(current_keep).add_(trains[t - delay])
+        response = out[:, t]
+        torch.mul(previous, voltage_keep, out=response)
+        response.add_(torch.mul(trace, current_decay, out=scaled))
+        previous = response
+    return out
 
 
 def readout_kernel(post: Tensor, refractory_steps: int, voltage_decay: float) -> Tensor:
@@ -158,30 +166,124 @@ def readout_kernel(post: Tensor, refractory_steps: int, voltage_decay: float) ->
 
     A post neuron's unit response restarts from 0 after step r = t_spike + R (reset, then R held steps), so at its
     m-th spike it reads Q[t_m] − α^{t_m − r_{m−1}}·Q[r_{m−1}] (α = 1 − 1/τ_m; nothing to subtract for m = 1).
+    Built from the spikes' coordinates (spike trains are sparse): ``nonzero`` lists them by (sample, neuron, step),
+    so a spike's predecessor in the list is its neuron's previous spike when both have the same (sample, neuron).
     """
-    spikes = post.permute(1, 2, 0)
-    time_steps = spikes.shape[-1]
-    times = torch.arange(time_steps, device=post.device)
-    fired = spikes > 0
-    last = torch.cummax(torch.where(fired, times, torch.full_like(times, -1)).expand_as(spikes), dim=-1).values
-    previous = torch.cat([torch.full_like(last[..., :1], -1), last[..., :-1]], dim=-1)  # last spike before t
-    valid = fired & (previous >= 0)
-    restart = torch.where(valid, previous + refractory_steps, torch.zeros_like(previous))
+    sample, neuron, step = post.ne(0).permute(1, 2, 0).nonzero(as_tuple=True)
+    kernel = post.new_zeros(post.shape[1], post.shape[2], post.shape[0])
+    kernel[sample, neuron, step] = post[step, sample, neuron]
+    follows = (sample[1:] == sample[:-1]) & (neuron[1:] == neuron[:-1])
+    restart = step[:-1][follows] + refractory_steps
     alpha = 1.0 - voltage_decay
-    value = torch.where(valid, -(alpha ** (times - restart).to(spikes.dtype)), torch.zeros_like(spikes))
-    return spikes.clone().scatter_add_(-1, restart, value)
+    value = -(alpha ** (step[1:][follows] - restart).to(kernel.dtype))
+    return kernel.index_put_((sample[1:][follows], neuron[1:][follows], restart), value, accumulate=True)
+
+
+def nonzero_somewhere(trains: Tensor) -> Tensor:
+    """(B, M) bool: which of the trains (T, B, M) are not all zero (two reductions, cheaper than ne().any())."""
+    return (trains.amax(0) > 0) | (trains.amin(0) < 0)
+
+
+class SpikeTrainProduct(NamedTuple):
+    """S-PSPs e = A·Q (B, N, M) kept factored: the readout kernels A of the post trains and the unit responses Q
+    of the pre trains, with masks of the rows of A and columns of Q that are not all zero.
+
+    A silent post neuron's row of A and a silent pre neuron's column of Q are exactly 0 (on images about half of
+    each at the start of training), so the products below leave them out: no value changes (only the order of
+    the sums' nonzero terms may) and most of the flops go. Where little is silent one batched matmul is cheaper
+    than the per-sample gathers.
+    """
+
+    kernel: Tensor  # (B, N, T) A
+    responses: Tensor  # (B, T, M) Q
+    rows: Tensor  # (B, N) bool: the post neuron fired (its row of A is not all zero)
+    cols: Tensor  # (B, M) bool: the pre neuron's column of Q is not all zero
+
+    def _compact(self) -> bool:
+        """Per-sample products pay on CPU; an accelerator is better served by one batched matmul."""
+        if self.kernel.device.type != "cpu":
+            return False
+        batch, size, inputs = self.kernel.shape[0], self.kernel.shape[1], self.responses.shape[2]
+        pairs = (self.rows.sum(1).to(torch.float64) * self.cols.sum(1).to(torch.float64)).sum()
+        return float(pairs) <= COMPACT_FRACTION * batch * size * inputs
+
+    def _parts(self, scale: Tensor | None = None) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
+        """Per sample with any pair: (b, rows, cols, the (rows, cols) block of scale_b ∘ A_b·Q_b)."""
+        for b in range(self.kernel.shape[0]):
+            row, col = self.rows[b].nonzero().squeeze(1), self.cols[b].nonzero().squeeze(1)
+            if row.numel() == 0 or col.numel() == 0:
+                continue
+            kernel = self.kernel[b].index_select(0, row)
+            if scale is not None:
+                kernel = scale[b].index_select(0, row)[:, None] * kernel
+            yield b, row, col, kernel @ self.responses[b].index_select(1, col)
+
+    def dense(self) -> Tensor:
+        """e (B, N, M)."""
+        if not self._compact():
+            return self.kernel @ self.responses
+        batch, size, inputs = self.kernel.shape[0], self.kernel.shape[1], self.responses.shape[2]
+        out = self.kernel.new_zeros(batch, size, inputs)
+        for b, row, col, part in self._parts():
+            out[b].index_put_((row[:, None], col[None, :]), part)
+        return out
+
+    def weighted_sum(self, scale: Tensor) -> Tensor:
+        """Σ_b scale_b[:, None] ∘ e_b (N, M) for scale (B, N), without forming e (the first layer's ∂E/∂W)."""
+        batch, size, time_steps = self.kernel.shape
+        inputs = self.responses.shape[2]
+        if not self._compact():
+            weighted = (scale[:, :, None] * self.kernel).transpose(0, 1).reshape(size, batch * time_steps)
+            return weighted @ self.responses.reshape(batch * time_steps, inputs)
+        out = self.kernel.new_zeros(size, inputs)
+        for _, row, col, part in self._parts(scale):
+            out.index_put_((row[:, None], col[None, :]), part, accumulate=True)
+        return out
 
 
 def effects(pre: Tensor, delay: int, post: Tensor, architecture: RSNNArchitecture) -> Tensor:
     """S-PSPs e (B, N, M) of pre trains (T, B, M) arriving with ``delay`` on post trains (T, B, N)."""
-    responses = unit_responses(pre, delay, architecture.current_decay, architecture.voltage_decay)
-    return readout_kernel(post, architecture.refractory_steps, architecture.voltage_decay) @ responses
+    return TrainFilters(architecture).product(pre, delay, post).dense()
+
+
+class TrainFilters:
+    """Readout kernels A and unit responses Q of spike trains, each computed once per backward pass: a layer's
+    trains are the post side of its own S-PSPs and the pre side of the next layer's, and a recurrent layer's or
+    the output's own trains are both (its loop). Keyed by the tensor's identity, which it holds on to."""
+
+    def __init__(self, architecture: RSNNArchitecture) -> None:
+        self.architecture = architecture
+        self._kernels: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        self._responses: dict[tuple[int, int], tuple[Tensor, Tensor, Tensor]] = {}
+
+    def kernel(self, post: Tensor) -> tuple[Tensor, Tensor]:
+        """A (B, N, T) and which post neurons fired (B, N)."""
+        if id(post) not in self._kernels:
+            a = self.architecture
+            fired = nonzero_somewhere(post)
+            self._kernels[id(post)] = (post, readout_kernel(post, a.refractory_steps, a.voltage_decay), fired)
+        return self._kernels[id(post)][1:]
+
+    def responses(self, pre: Tensor, delay: int) -> tuple[Tensor, Tensor]:
+        """Q (B, T, M) and which of its columns are not all zero (B, M): a spike before step T − delay."""
+        key = (id(pre), delay)
+        if key not in self._responses:
+            a = self.architecture
+            reaching = nonzero_somewhere(pre[: pre.shape[0] - delay])
+            self._responses[key] = (pre, unit_responses(pre, delay, a.current_decay, a.voltage_decay), reaching)
+        return self._responses[key][1:]
+
+    def product(self, pre: Tensor, delay: int, post: Tensor) -> SpikeTrainProduct:
+        kernel, rows = self.kernel(post)
+        responses, cols = self.responses(pre, delay)
+        return SpikeTrainProduct(kernel, responses, rows, cols)
 
 
 def effect_ratios(effect: Tensor, pre_counts: Tensor, post_counts: Tensor) -> Tensor:
     """r_ij = e_ij / o_j, and SILENT_RATIO where o_j or o_i is 0 (spec A.4.1)."""
-    active = (pre_counts[:, None, :] > 0) & (post_counts[:, :, None] > 0)
-    return torch.where(active, effect / pre_counts[:, None, :].clamp(min=1), torch.full_like(effect, SILENT_RATIO))
+    ratio = effect / pre_counts[:, None, :].clamp(min=1)
+    ratio.masked_fill_((pre_counts == 0)[:, None, :], SILENT_RATIO)
+    return ratio.masked_fill_((post_counts == 0)[:, :, None], SILENT_RATIO)
 
 
 # ------------------------------------------------------------------------------------------------ P' tables
@@ -284,33 +386,43 @@ def self_sensitivity(weight: Tensor, pre_counts: Tensor, post_counts: Tensor, ta
 class LayerTables(NamedTuple):
     """What a layer's backward needs; B samples, N neurons, M inputs from below."""
 
-    effect: Tensor  # (B, N, M) e_ij
+    effect: Tensor | None  # (B, N, M) e_ij (None where nothing is propagated below: then only ``factors``)
     ratio: Tensor | None  # (B, N, M) r_ij (None where nothing is propagated below)
     loop_effect: Tensor | None  # (B, N, N) e_ip of the layer's own spikes (recurrent or lateral)
     loop_ratio: Tensor | None  # (B, N, N)
     sensitivity: Tensor  # (B, N) S_i = (1/ν)·Σ w·P' over inputs from below and the loop
+    factors: SpikeTrainProduct | None = None  # e = A·Q factored, for ∂E/∂W where ``effect`` is not formed
 
 
 def layer_tables(pre: Tensor, delay: int, post: Tensor, weight: Tensor, loop_weight: Tensor | None,
                  threshold: float, architecture: RSNNArchitecture, table: EffectTable,
-                 need_ratio: bool = True) -> LayerTables:
-    """S-PSPs, effect ratios and S of one population from its spike trains (T, B, ·); weights in paper units."""
+                 need_ratio: bool = True, filters: TrainFilters | None = None) -> LayerTables:
+    """S-PSPs, effect ratios and S of one population from its spike trains (T, B, ·); weights in paper units.
+    ``filters`` shares the trains' A and Q with the other layers of the same backward pass."""
+    filters = TrainFilters(architecture) if filters is None else filters
     pre_counts, post_counts = pre.sum(0), post.sum(0)
-    effect = effects(pre, delay, post, architecture)
+    factors = filters.product(pre, delay, post)
+    effect = factors.dense() if need_ratio else None
     ratio = effect_ratios(effect, pre_counts, post_counts) if need_ratio else None
     sensitivity = self_sensitivity(weight, pre_counts, post_counts, table)
     loop_effect = loop_ratio = None
     if loop_weight is not None:
-        loop_effect = effects(post, 1, post, architecture)
+        loop_effect = filters.product(post, 1, post).dense()
         loop_ratio = effect_ratios(loop_effect, post_counts, post_counts)
         sensitivity = sensitivity + self_sensitivity(loop_weight, post_counts, post_counts, table)
-    return LayerTables(effect, ratio, loop_effect, loop_ratio, sensitivity / threshold)
+    return LayerTables(effect, ratio, loop_effect, loop_ratio, sensitivity / threshold, factors)
 
 
 class LayerGradient(NamedTuple):
     weight: Tensor  # (N, M), summed over the batch
     loop_weight: Tensor | None  # (N, N)
     below: Tensor | None  # (B, M) ∂E/∂o of the layer below
+
+
+def keep_from_zero(diagonal: Tensor, min_denominator: float) -> Tensor:
+    """The diagonal of M with |M_ii| ≥ min_denominator, its sign kept (in place)."""
+    sign = torch.where(diagonal < 0, -1.0, 1.0).to(diagonal.dtype)
+    return diagonal.copy_(sign * diagonal.abs().clamp(min=min_denominator))
 
 
 def system_matrix(tables: LayerTables, loop_weight: Tensor | None, threshold: float,
@@ -323,22 +435,26 @@ def system_matrix(tables: LayerTables, loop_weight: Tensor | None, threshold: fl
         matrix = -(loop_weight * tables.loop_ratio) / threshold
     diagonal = matrix.diagonal(dim1=1, dim2=2)
     diagonal += 1.0 - tables.sensitivity
-    sign = torch.where(diagonal < 0, -1.0, 1.0).to(diagonal.dtype)
-    diagonal.copy_(sign * diagonal.abs().clamp(min=min_denominator))
+    keep_from_zero(diagonal, min_denominator)
     return matrix
 
 
 def layer_backward(tables: LayerTables, grad_counts: Tensor, weight: Tensor, loop_weight: Tensor | None,
                    threshold: float, *, solve: str = "exact", min_denominator: float = 1e-4) -> LayerGradient:
-    """∂E/∂W (and ∂E/∂W^r, ∂E/∂o below) of one population from g = ∂E/∂o (B, N): β = M^{-T}·g, batched."""
-    matrix = system_matrix(tables, loop_weight, threshold, min_denominator)
-    diagonal = matrix.diagonal(dim1=1, dim2=2)
+    """∂E/∂W (and ∂E/∂W^r, ∂E/∂o below) of one population from g = ∂E/∂o (B, N): β = M^{-T}·g, batched.
+    Without a loop M is its diagonal, and only that is formed."""
     if loop_weight is None:
+        diagonal = keep_from_zero(1.0 - tables.sensitivity, min_denominator)
         beta = grad_counts / diagonal
     else:
+        matrix = system_matrix(tables, loop_weight, threshold, min_denominator)
+        diagonal = matrix.diagonal(dim1=1, dim2=2)
         beta = torch.linalg.solve(matrix.transpose(1, 2), grad_counts.unsqueeze(-1)).squeeze(-1)
     scale = beta if solve == "exact" else grad_counts / diagonal
-    grad_weight = torch.einsum("bi,bij->ij", scale, tables.effect) / threshold
+    if tables.effect is None:
+        grad_weight = tables.factors.weighted_sum(scale) / threshold
+    else:
+        grad_weight = torch.einsum("bi,bij->ij", scale, tables.effect) / threshold
     grad_loop = None
     if loop_weight is not None:
         grad_loop = torch.einsum("bi,bij->ij", scale, tables.loop_effect) / threshold
@@ -404,6 +520,7 @@ def spike_train_gradients(model: RSNN, inputs: Tensor, spikes: list[Tensor], gra
     time_steps, batch = inputs.shape[:2]
     trains = [inputs.reshape(time_steps, batch, -1).to(torch.float64), *spikes]
     grad = grad_output.to(torch.float64)
+    filters = TrainFilters(architecture)
     results: list[LayerGradient] = []
     for index in reversed(range(len(spikes))):
         population = model.populations[index]
@@ -415,7 +532,7 @@ def spike_train_gradients(model: RSNN, inputs: Tensor, spikes: list[Tensor], gra
             post = inject_label_spikes(post, labels, config.desired_rate)
         threshold = architecture.thresholds[index]
         tables = layer_tables(trains[index], 0 if index == 0 else 1, post, weight, loop, threshold, architecture,
-                              table, need_ratio=index > 0)
+                              table, need_ratio=index > 0, filters=filters)
         result = layer_backward(tables, grad, weight, loop, threshold, solve=config.recurrent_solve,
                                 min_denominator=config.min_denominator)
         if population.recurrent_weight is not None:

@@ -125,6 +125,92 @@ def test_torch_rsnn_and_reference_simulator_give_the_same_spikes(topology):
     assert isinstance(loop[0].synapse, Sparse) == (topology == "grid")
 
 
+@pytest.mark.parametrize("refractory", [0, 2])
+def test_simulate_equals_stepping_the_kinds_own_step(refractory):
+    """RSNN.simulate's fused step against models.kinds.cuba_refractory's step, on a net where many neurons and
+    inputs stay silent (where the trainer skips rows and columns): the same spikes, exactly."""
+    from lavaflow.models.kinds.cuba_refractory import CubaRefractoryState, cuba_refractory_step
+
+    architecture = RSNNArchitecture(30, (RSNNLayer(20), RSNNLayer(25, True)), 4, (1.5, 1.5, 1.5), tau_m=TAU_M,
+                                    tau_s=TAU_S, refractory_steps=refractory, topology="grid")
+    network = RSNN(architecture, torch.Generator().manual_seed(7), 1.0, torch.float64)
+    inputs = rate_input(60, 5, 30, seed=7, rate=0.5)
+    inputs[:, :, ::3] = 0.0  # silent inputs
+    spikes = network.simulate(inputs)
+    below = inputs
+    for index, population in enumerate(network.populations):
+        drive = below @ (population.weight.detach() / TAU_S).T
+        if index > 0:
+            drive = torch.cat([torch.zeros_like(drive[:1]), drive[:-1]])
+        loop = population.loop_weight()
+        state = CubaRefractoryState(*(torch.zeros_like(drive[0]) for _ in range(3)))
+        previous, expected = torch.zeros_like(drive[0]), []
+        for t in range(60):
+            current = drive[t] if loop is None else drive[t] + previous @ (loop.detach() / TAU_S).T
+            previous, state = cuba_refractory_step(current, state, architecture.params(index))
+            expected.append(previous)
+        np.testing.assert_array_equal(spikes[index].numpy(), torch.stack(expected).numpy(), err_msg=str(index))
+        below = spikes[index]
+    counts = spikes[1].sum(0)
+    assert float(counts.sum()) > 0 and bool((counts == 0).any())  # some fire, some stay silent
+
+
+def test_compact_spike_train_products_equal_the_dense_ones(monkeypatch):
+    """SpikeTrainProduct skips silent post rows and pre columns per sample: its e and Σ_b scale_b·e_b equal the
+    plain batched A·Q and its einsum, in both branches (compact and one batched matmul)."""
+    rng = np.random.default_rng(5)
+    pre = (rng.random((50, 4, 9)) < 0.3).astype(np.float64)
+    pre[:, :, :4] = 0.0
+    pre[:, 2] = 0.0  # a sample without input
+    pre[-1, 1, 4] = 1.0
+    pre[:-1, 1, 4] = 0.0  # only a last-step spike: nothing reaches through a delay of 1
+    post = random_post_trains(rng, 50, 4, 6)
+    post[:, :, ::2] = 0.0
+    architecture = tiny_network().architecture
+    pre_t, post_t = torch.from_numpy(pre), torch.from_numpy(post)
+    kernel = strsbp.readout_kernel(post_t, REFRACTORY, 1 / TAU_M)
+    scale = torch.from_numpy(rng.normal(size=(4, 6)))
+    for delay in (0, 1):
+        responses = strsbp.unit_responses(pre_t, delay, 1 / TAU_S, 1 / TAU_M)
+        dense = (kernel @ responses).numpy()
+        np.testing.assert_allclose(dense, replay_effects(pre, delay, post), rtol=1e-12, atol=1e-12)
+        product = strsbp.TrainFilters(architecture).product(pre_t, delay, post_t)
+        assert not bool(product.cols[:, :4].any()) and not bool(product.rows[:, ::2].any())
+        assert bool(product.cols[1, 4]) == (delay == 0)
+        for fraction in (1.0, 0.0):  # every product compact, none compact
+            monkeypatch.setattr(strsbp, "COMPACT_FRACTION", fraction)
+            np.testing.assert_allclose(product.dense().numpy(), dense, rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(product.weighted_sum(scale).numpy(),
+                                       np.einsum("bi,bij->ij", scale.numpy(), dense), rtol=1e-13, atol=1e-15)
+
+
+def test_gradients_with_silent_neurons_do_not_depend_on_the_compact_products(monkeypatch):
+    """The whole spike-train level gradient on a network with silent neurons and inputs, with every product
+    compacted and with none: equal to rounding."""
+    architecture = RSNNArchitecture(30, (RSNNLayer(20), RSNNLayer(25, True)), 4, (1.5, 1.5, 1.5), tau_m=TAU_M,
+                                    tau_s=TAU_S, refractory_steps=REFRACTORY, lateral_inhibition=0.3)
+    network = RSNN(architecture, torch.Generator().manual_seed(7), 1.0, torch.float64)
+    inputs = rate_input(60, 5, 30, seed=7, rate=0.5)
+    inputs[:, :, ::3] = 0.0
+    spikes = network.simulate(inputs)
+    assert all(bool((s.sum(0) == 0).any()) and float(s.sum()) > 0 for s in spikes[:2])
+    table = strsbp.effect_table(60, TAU_M, TAU_S, REFRACTORY, draws=100)
+    config = strsbp.STRSBPConfig(tau_m=TAU_M, tau_s=TAU_S, refractory_steps=REFRACTORY, desired_rate=0.2)
+    upstream = torch.from_numpy(np.random.default_rng(0).normal(size=(5, 4)))
+    labels = torch.tensor([0, 1, 2, 3, 0])
+    results = {}
+    for fraction in (1.0, 0.0):
+        monkeypatch.setattr(strsbp, "COMPACT_FRACTION", fraction)
+        results[fraction] = strsbp.spike_train_gradients(network, inputs, spikes, upstream, config, table, labels)
+    for compact, plain in zip(results[1.0], results[0.0], strict=True):
+        for name in ("weight", "loop_weight", "below"):
+            if getattr(plain, name) is not None:
+                expected = getattr(plain, name).numpy()
+                assert np.abs(expected).max() > 0
+                np.testing.assert_allclose(getattr(compact, name).numpy(), expected, rtol=1e-12,
+                                           atol=1e-14 * np.abs(expected).max(), err_msg=name)
+
+
 def test_reservoir_mask_follows_the_distance_rule():
     masks = torch.stack([reservoir_mask(400, "grid", torch.Generator().manual_seed(s)) for s in range(3)]).double()
     assert 0.02 < float(masks.mean()) < 0.2  # sparse: about 3-4 % of pairs
