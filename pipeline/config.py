@@ -52,10 +52,17 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0
     milestones: tuple[int, ...] = ()  # epochs at which the learning rate is multiplied by gamma
+    # "step": ×gamma at each milestone; "cosine": from learning_rate down to 0 along half a cosine over all the
+    # iterations of `epochs` (milestones and gamma then unused).
+    schedule: str = "step"
     gamma: float = 0.1
     warmup_iterations: int = 0  # linear learning-rate warm-up over the first iterations
     data_dir: str | None = None
     limit: int | None = None  # use only the first N samples of each split (quick runs)
+    # Training-time augmentation of image data (pipeline.data.augment; evaluation never augments): mirror each
+    # image left-right with probability 0.5, and move it by up to augment_shift pixels down and across.
+    augment_flip: bool = False
+    augment_shift: int = 0
     model: dict[str, Any] = field(default_factory=dict)  # the method's model config, resolved
 
     def __post_init__(self) -> None:
@@ -71,9 +78,13 @@ class TrainConfig:
                               "use every sample")
         if not 0 <= self.seed < 2**63:
             raise ConfigError(f"config.seed must be a non-negative integer below 2**63, got {self.seed}")
+        if self.augment_shift < 0:
+            raise ConfigError(f"config.augment_shift must be at least 0 pixels, got {self.augment_shift}")
         if self.threads < 0:
             raise ConfigError(f"config.threads (--threads) must be at least 1 (or 0 for automatic), got "
                               f"{self.threads}")
+        if self.schedule not in ("step", "cosine"):
+            raise ConfigError(f"config.schedule must be 'step' or 'cosine', got {self.schedule!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"config.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         floats = {"learning_rate": (self.learning_rate > 0, "positive"), "gamma": (self.gamma > 0, "positive"),

@@ -7,7 +7,9 @@ map f (``models.feedback``) into every loop parameter (``pipeline.implicit``). M
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -15,12 +17,13 @@ from torch import Tensor, nn
 from lavaflow.models.errors import ConfigError
 from lavaflow.models.feedback import FeedbackArchitecture, FeedbackSNN, feedback_netspec
 from lavaflow.models.netspec import NetSpec
-from lavaflow.models.neurons import SoftResetParams
+from lavaflow.models.neurons import SoftResetParams, weighted_rate
 from lavaflow.pipeline.implicit import implicit_backward
 from lavaflow.pipeline.methods import Method
 from lavaflow.pipeline.solvers import SOLVERS, get_solver
 
 ARCHITECTURES = {"fc": "dense", "conv": "conv"}
+BATCH_NORM_STATISTICS = ("running", "exact")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class IDEConfig:
             in the simulation, once in f; spec §6 item 15), i.e. 1 − 0.9² = 0.19 per batch; the Fashion-MNIST
             preset uses 0.5 (its comments give the measurements). The default, torch's 0.1, leaves other runs as
             they were.
+        batch_norm_statistics: what evaluation (and the NetSpec) normalises with. "running": the running
+            statistics as training left them. "exact": after every epoch the training loop recomputes them once,
+            exactly, from the whole (un-augmented) training set through the input layer (``refresh_statistics``);
+            they no longer lag or jitter with the last few batches. Training itself always uses batch statistics.
     """
 
     architecture: str = "fc"
@@ -66,10 +73,14 @@ class IDEConfig:
     spectral_norm_bound: float = 1.0
     batch_norm: bool = True
     batch_norm_momentum: float = 0.1
+    batch_norm_statistics: str = "running"
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(f"model.architecture {self.architecture!r} is not one of {sorted(ARCHITECTURES)}")
+        if self.batch_norm_statistics not in BATCH_NORM_STATISTICS:
+            raise ConfigError(f"model.batch_norm_statistics {self.batch_norm_statistics!r} is not one of "
+                              f"{list(BATCH_NORM_STATISTICS)}")
         if self.solver not in SOLVERS:
             raise ConfigError(f"model.solver {self.solver!r} is not one of {sorted(SOLVERS)}")
         if not self.layer_widths or min(self.layer_widths) < 1:
@@ -105,6 +116,8 @@ class IDENetwork(nn.Module):
     def __init__(self, network: FeedbackSNN, config: IDEConfig) -> None:
         super().__init__()
         self.network = network
+        self.batch_norm_statistics = config.batch_norm_statistics
+        self._input_moments: InputMoments | None = None  # of the training set, kept by refresh_statistics
         self.solver = get_solver(config.solver, max_iterations=config.max_iterations, tolerance=config.tolerance,
                                  batch_tolerance=config.batch_tolerance)
 
@@ -114,6 +127,96 @@ class IDENetwork(nn.Module):
         if self.training and torch.is_grad_enabled():
             rates = implicit_backward(equilibrium.rate_map, rates, self.solver)
         return self.network.readout(rates.flatten(1))
+
+    def refresh_statistics(self, inputs: Iterable[Tensor]) -> None:
+        """With batch_norm_statistics "exact", set BatchNorm's running statistics to those of ``inputs``.
+
+        The training loop calls this after every epoch with the training set (time-first batches, the same
+        samples and encoding draws every time), before it evaluates and saves; the statistics are then exact
+        for the current weights (export folds them as ever). For dense input layers the inputs' mean and
+        covariance are computed at the first call and kept (``InputMoments``): later calls cost one 400×784×784
+        product instead of a pass over the data.
+        """
+        norm = self.network.input_norm
+        if self.batch_norm_statistics != "exact" or norm is None:
+            return
+        if self.network.architecture.kind == "conv":
+            mean, variance = input_statistics(self.network, inputs)
+        else:
+            if self._input_moments is None:
+                self._input_moments = input_moments(self.network, inputs)
+            mean, variance = dense_statistics(self.network, self._input_moments)
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(variance)
+
+
+class InputMoments(NamedTuple):
+    """Sample count, mean (D,) and covariance (D, D; divided by the count) of flattened mean inputs, in float64:
+    all that the statistics of a dense layer's drive W·x + b need, for any W and b."""
+
+    count: int
+    mean: Tensor
+    covariance: Tensor
+
+
+def _mean_inputs(network: FeedbackSNN, inputs: Iterable[Tensor]) -> Iterator[Tensor]:
+    """Each batch's λ-weighted mean input (B, *input_shape), as FeedbackSNN.equilibrium feeds F with it."""
+    for batch in inputs:
+        batch = batch.to(network.input_weight.dtype)
+        constant = batch.shape[0] == 1 or batch.stride(0) == 0
+        yield batch[0] if constant else weighted_rate(batch, network.neuron.leak)
+
+
+@torch.no_grad()
+def input_moments(network: FeedbackSNN, inputs: Iterable[Tensor]) -> InputMoments:
+    """The InputMoments of every batch of ``inputs`` (one pass; sums about the first batch's mean, in float64)."""
+    shift = first = second = None
+    count = 0
+    for mean_input in _mean_inputs(network, inputs):
+        values = mean_input.flatten(1).to(torch.float64)
+        shift = values.mean(0) if shift is None else shift
+        centred = values - shift
+        first = centred.sum(0) if first is None else first + centred.sum(0)
+        second = centred.T @ centred if second is None else second + centred.T @ centred
+        count += values.shape[0]
+    if shift is None or first is None or second is None or count < 2:
+        raise ValueError("BatchNorm statistics need at least two samples; the data gave fewer")
+    offset = first / count
+    return InputMoments(count, shift + offset, second / count - torch.outer(offset, offset))
+
+
+@torch.no_grad()
+def dense_statistics(network: FeedbackSNN, moments: InputMoments) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased variance of a dense input layer's drive W·x + b over the samples ``moments`` describe."""
+    weight = network.input_weight.detach().flatten(1).to(torch.float64)
+    mean = weight @ moments.mean + network.input_bias.detach().to(torch.float64)
+    variance = ((weight @ moments.covariance) * weight).sum(1).clamp_min(0) * moments.count / (moments.count - 1)
+    return mean.to(network.input_weight.dtype), variance.to(network.input_weight.dtype)
+
+
+@torch.no_grad()
+def input_statistics(network: FeedbackSNN, inputs: Iterable[Tensor]) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and unbiased variance of the input layer's drive F·x + b over every batch of ``inputs``.
+
+    The drive is the one training normalises: F applied to each sample's λ-weighted mean input (spec §2.6), so
+    the result is what BatchNorm's batch statistics would give on one batch holding all the samples. Sums are
+    accumulated in float64, so the figures do not depend on the batch size.
+    """
+    if network.architecture.kind != "conv":
+        return dense_statistics(network, input_moments(network, inputs))
+    total = squares = None
+    count = 0
+    for mean_input in _mean_inputs(network, inputs):
+        drive = network.input_drive(mean_input)
+        values = drive.transpose(0, 1).reshape(drive.shape[1], -1).to(torch.float64)  # (channels, values)
+        total = values.sum(1) if total is None else total + values.sum(1)
+        squares = values.square().sum(1) if squares is None else squares + values.square().sum(1)
+        count += values.shape[1]
+    if total is None or squares is None or count < 2:
+        raise ValueError("BatchNorm statistics need at least two values per channel; the data gave fewer")
+    mean = total / count
+    variance = (squares - count * mean.square()).clamp_min(0) / (count - 1)
+    return mean.to(network.input_weight.dtype), variance.to(network.input_weight.dtype)
 
 
 def architecture_of(config: IDEConfig, input_shape: tuple[int, ...], num_classes: int) -> FeedbackArchitecture:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lavaflow.models.errors import ConfigError
 from lavaflow.pipeline import cli, training
 from lavaflow.pipeline.config import resolve_config
 from lavaflow.pipeline.plots import training_figure
@@ -60,6 +61,14 @@ def test_learning_rate_schedule_warms_up_and_decays() -> None:
     config, _, _ = resolve_config("bptt", "digits", flags={"warmup_iterations": 4, "milestones": [2], "gamma": 0.5})
     factors = [training.learning_rate_factor(i, 10, config) for i in (0, 1, 3, 9, 19, 20, 35)]
     assert factors == [0.25, 0.5, 1.0, 1.0, 1.0, 0.5, 0.5]
+
+
+def test_the_cosine_schedule_falls_from_one_to_zero_over_all_iterations() -> None:
+    config, _, _ = resolve_config("bptt", "digits", flags={"schedule": "cosine", "epochs": 4, "milestones": [1]})
+    factors = [training.learning_rate_factor(i, 10, config) for i in (0, 10, 20, 30, 40)]  # 10 iterations/epoch
+    assert factors == pytest.approx([1.0, 0.5 + 0.5 ** 1.5, 0.5, 0.5 - 0.5 ** 1.5, 0.0])  # milestones ignored
+    with pytest.raises(ConfigError, match="schedule"):
+        resolve_config("bptt", "digits", flags={"schedule": "linear"})
 
 
 def test_run_dir_holds_the_documented_files(tmp_path: Path) -> None:
@@ -203,3 +212,34 @@ def test_thread_count_shares_the_cores_among_local_workers(monkeypatch) -> None:
     monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert training.thread_count(3, 4) == 3
     assert training.thread_count(0, 1) == 8 and training.thread_count(0, 2) == 4 and training.thread_count(0, 16) == 1
+
+
+def test_exact_batch_norm_statistics_are_those_of_the_whole_training_set_after_training(tmp_path: Path) -> None:
+    from lavaflow.pipeline.data import encode, load_data
+    from lavaflow.pipeline.ide import input_statistics
+
+    _train(tmp_path / "run", method="ide", model={"batch_norm_statistics": "exact"})
+    _train(tmp_path / "plain", method="ide")
+    config, model_config, method = resolve_config("ide", "digits", flags={**QUICK, "model": None})
+    model = method.build(model_config, (1, 8, 8), 10, config.time_steps, torch.Generator())
+    weights = _weights(tmp_path / "run")
+    model.load_state_dict(weights)
+    train_set, _, _ = load_data("digits", time_steps=config.time_steps, limit=config.limit)
+    images = train_set.tensors[0]
+    mean, variance = input_statistics(model.network, [encode(images, "current", config.time_steps)])
+    assert torch.equal(weights["network.input_norm.running_mean"], mean)
+    assert torch.equal(weights["network.input_norm.running_var"], variance)
+    plain = _weights(tmp_path / "plain")  # the same training (only evaluation's statistics differ) ...
+    assert torch.equal(plain["network.input_weight"], weights["network.input_weight"])
+    assert not torch.equal(plain["network.input_norm.running_mean"], mean)  # ... with lagging running statistics
+
+
+def test_augmentation_changes_training_reproducibly_and_is_refused_for_non_images(tmp_path: Path) -> None:
+    _train(tmp_path / "plain", method="ide")
+    _train(tmp_path / "a", method="ide", augment_flip=True, augment_shift=1)
+    _train(tmp_path / "b", method="ide", augment_flip=True, augment_shift=1)
+    assert (tmp_path / "a" / "checkpoint.pt").read_bytes() == (tmp_path / "b" / "checkpoint.pt").read_bytes()
+    assert not torch.equal(_weights(tmp_path / "a")["network.input_weight"],
+                           _weights(tmp_path / "plain")["network.input_weight"])
+    with pytest.raises(ConfigError, match="augment_shift"):
+        resolve_config("ide", "digits", flags={"augment_shift": -1})
