@@ -142,14 +142,29 @@ def decay(values: np.ndarray, decay_constant: int) -> np.ndarray:
 
 
 def saturate(values: np.ndarray) -> np.ndarray:
-    """Clip to the 24-bit voltage range ±(2^23 − 1), as Lava saturates v."""
-    return np.clip(values, -STATE_MAX, STATE_MAX)
+    """Clip int64 ``values`` in place (and return them) to the 24-bit voltage range ±(2^23 − 1), as Lava saturates v."""
+    return np.clip(values, -STATE_MAX, STATE_MAX, out=values)
 
 
 def wrap(values: np.ndarray) -> np.ndarray:
-    """Lava's current wrap: one conditional ±2^24 into (−2^23, 2^23] (not a two's-complement wrap)."""
-    wrapped = np.where(values > STATE_LIMIT, values - 2 * STATE_LIMIT, values)
-    return np.where(wrapped <= -STATE_LIMIT, values + 2 * STATE_LIMIT, wrapped)
+    """Lava's current wrap, in place on int64 ``values`` (returned): one conditional ±2^24 into (−2^23, 2^23], not a
+    two's-complement wrap. A value above 2^23 lands above −2^23, so the second test never undoes the first."""
+    np.subtract(values, 2 * STATE_LIMIT, out=values, where=values > STATE_LIMIT)
+    np.add(values, 2 * STATE_LIMIT, out=values, where=values <= -STATE_LIMIT)
+    return values
+
+
+def cuba_integrate(state: State, a_in: np.ndarray, du: int, dv: int, bias: np.ndarray | int) -> np.ndarray:
+    """Lava's integer CUBA step: u ← wrap(decay(u, du + 1) + (a_in << 6)) in ``state``; returns the new v,
+    saturate(decay(v, dv) + u + bias), as a fresh array (a refractory neuron keeps its v where it is held).
+    Each intermediate is updated in place: this is most of a fixed-point network's step."""
+    current = decay(state["u"], int(du) + CURRENT_DECAY_OFFSET)
+    current += shifted_input(a_in)
+    state["u"][...] = wrap(current)
+    voltage = decay(state["v"], dv)
+    voltage += current
+    voltage += bias
+    return saturate(voltage)
 
 
 def shifted_input(a_in: np.ndarray) -> np.ndarray:
@@ -176,7 +191,7 @@ class SoftResetFixed(NeuronArithmetic):
 
     def reset(self, state: State, spikes: np.ndarray) -> None:
         subtraction = (int(self.vth) - int(self.v_reset)) << THRESHOLD_SHIFT
-        state["v"][...] = np.asarray(state["v"], dtype=np.int64) - spikes * subtraction
+        np.subtract(state["v"], subtraction, out=state["v"], where=spikes)
 
 
 @dataclass(frozen=True)
@@ -191,14 +206,13 @@ class CubaFixed(NeuronArithmetic):
     state_names: ClassVar[tuple[str, ...]] = ("u", "v")
 
     def integrate(self, state: State, a_in: np.ndarray) -> None:
-        state["u"][...] = wrap(decay(state["u"], int(self.du) + CURRENT_DECAY_OFFSET) + shifted_input(a_in))
-        state["v"][...] = saturate(decay(state["v"], self.dv) + np.asarray(state["u"], dtype=np.int64) + self.bias)
+        state["v"][...] = cuba_integrate(state, a_in, self.du, self.dv, self.bias)
 
     def fire(self, state: State) -> np.ndarray:
         return state["v"] > (int(self.vth) << THRESHOLD_SHIFT)
 
     def reset(self, state: State, spikes: np.ndarray) -> None:
-        state["v"][...] = np.where(spikes, 0, state["v"])
+        state["v"][spikes] = 0
 
 
 # ------------------------------------------------------------------------------------------------ refractory CUBA
@@ -239,8 +253,7 @@ class CubaRefractoryFixed(CubaFixed):
     state_names: ClassVar[tuple[str, ...]] = ("u", "v", "r")
 
     def integrate(self, state: State, a_in: np.ndarray) -> None:
-        state["u"][...] = wrap(decay(state["u"], int(self.du) + CURRENT_DECAY_OFFSET) + shifted_input(a_in))
-        integrated = saturate(decay(state["v"], self.dv) + np.asarray(state["u"], dtype=np.int64) + self.bias)
+        integrated = cuba_integrate(state, a_in, self.du, self.dv, self.bias)
         held = state["r"] > 0
         state["v"][...] = np.where(held, state["v"], integrated)
         state["r"][...] = np.where(held, state["r"] - 1, state["r"])
@@ -350,8 +363,7 @@ class LIFixed(NeuronArithmetic):
     state_names: ClassVar[tuple[str, ...]] = ("u", "v")
 
     def integrate(self, state: State, a_in: np.ndarray) -> None:
-        state["u"][...] = wrap(decay(state["u"], int(self.du) + CURRENT_DECAY_OFFSET) + shifted_input(a_in))
-        state["v"][...] = saturate(decay(state["v"], self.dv) + np.asarray(state["u"], dtype=np.int64) + self.bias)
+        state["v"][...] = cuba_integrate(state, a_in, self.du, self.dv, self.bias)
 
     def fire(self, state: State) -> np.ndarray:
         return np.zeros(state["v"].shape, dtype=bool)

@@ -90,6 +90,29 @@ def check_window_steps(window_steps: int) -> int:
     return int(window_steps)
 
 
+def check_payload_windows(payloads: np.ndarray, size: int, batch_size: int, window_steps: int) -> None:
+    """Raise ValueError unless ``payloads`` is (N, T, size) with N whole windows of ``batch_size`` samples and
+    ``window_steps`` ≥ T + 1 (the window's restart step)."""
+    if not isinstance(payloads, np.ndarray) or payloads.ndim != 3 or payloads.shape[2] != size:
+        raise ValueError(
+            f"payloads must be a (samples, time_steps, {size}) array, got {getattr(payloads, 'shape', payloads)}"
+        )
+    num_samples, time_steps, _ = payloads.shape
+    if batch_size < 1 or num_samples % batch_size:
+        raise ValueError(f"{num_samples} samples do not fill whole windows of batch_size={batch_size}; pad them")
+    if check_window_steps(window_steps) < time_steps + 1:
+        raise ValueError(f"window_steps={window_steps} cannot hold T={time_steps} steps plus the restart step")
+
+
+
+def window_payload(payloads: np.ndarray, batch_size: int, window: int, step: int) -> np.ndarray | None:
+    """What a source sends at window step ``step`` of window ``window``: the window's B samples' payloads
+    x[step − 1], (B, n), for step ≤ T; None (send zeros) at the restart step T + 1 and after the last window."""
+    first = window * batch_size
+    if step <= payloads.shape[1] and first < payloads.shape[0]:
+        return payloads[first : first + batch_size, step - 1]
+    return None
+
 class AbstractWindowedNeurons(AbstractProcess):
     """The ports and Vars every windowed neuron process declares; a concrete process adds its own state and
     constants (CUBA: u, du; soft reset: v_reset) and passes the rest here as ``**neuron``.

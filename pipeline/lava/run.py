@@ -1,11 +1,12 @@
 """NetSpec → Lava: the process graph (source → SpikingNetwork → sink) and runs on Lava's CPU simulator.
 
 ``build_lava_graph`` lowers a NetSpec (float) or FixedNetSpec (Loihi integers) with lavaflow.deploy.lowering
-(which says what each NetSpec element becomes) and wires the records into three processes:
+(which says what each NetSpec element becomes) and wires the records into two processes:
 
-    PayloadSource ──► SpikingNetwork ──► SpikeCounter
-    all N samples'      fused: one process, B samples side by side (select_sub_proc_model=False)
-    payloads            plain: Lava Dense / Conv + SoftResetLIF / CubaLIF per population, the Loihi graph (True)
+    SpikingNetwork ──► SpikeCounter
+      holds all N samples' payloads;
+      fused: one process, B samples side by side (select_sub_proc_model=False)
+      plain: a PayloadSource, then Lava Dense / Conv + SoftResetLIF / CubaLIF per population, the Loihi graph (True)
 
 Each sample runs in a window of T + 1 Lava steps (lavaflow.processes.window), so ``run_lava`` compiles once,
 runs all N samples in one ``RunSteps``, reads the sink's counts once and always stops the runtime (also on an
@@ -40,18 +41,19 @@ from lavaflow.models.netspec import NetSpec, check_integer, check_real
 from lavaflow.models.neurons import potential_unit, rate_normaliser
 from lavaflow.pipeline.lava.session import run_and_read
 from lavaflow.processes.kinds import process_kind
+from lavaflow.processes.network.models import PySpikingNetworkModelFixed, PySpikingNetworkModelFloat
 from lavaflow.processes.network.process import RECORDABLE, SpikingNetwork
+from lavaflow.processes.sink.models import PySpikeCounterModel, PyTraceRecorderModel
 from lavaflow.processes.sink.process import SpikeCounter, TraceRecorder
 from lavaflow.processes.source.process import PAYLOAD_DTYPE, PayloadSource
 
 
 @dataclass(frozen=True)
 class LavaGraph:
-    """The three processes of a network and how to run them.
+    """The processes of a network and how to run them.
 
     Attributes:
-        source: holds the (padded) payloads, (N_padded, T, n_input).
-        network: the SpikingNetwork.
+        network: the SpikingNetwork; it holds the (padded) payloads, (N_padded, T, n_input).
         sink: counts the spikes of ``record`` per sample, (N_padded, n).
         fused: True for the fused CPU model, False for the Dense + neuron (Loihi) graph.
         batch_size: samples per window (1 for the plain graph).
@@ -62,7 +64,6 @@ class LavaGraph:
         traces: the recorded "population.variable" names, in the order of the recorder's values.
     """
 
-    source: PayloadSource
     network: SpikingNetwork
     sink: SpikeCounter
     fused: bool
@@ -115,7 +116,7 @@ def build_lava_graph(
     traces: Sequence[str] = (),
     checked: bool = False,
 ) -> LavaGraph:
-    """Build source → network → sink for ``payloads`` (not yet compiled; run it with ``run_config``).
+    """Build network → sink for ``payloads`` (not yet compiled; run it with ``run_config``).
 
     Args:
         spec: a NetSpec for floating_pt, a FixedNetSpec for fixed_pt.
@@ -159,7 +160,6 @@ def build_lava_graph(
     if padded != num_samples:  # whole windows: the padding samples are zeros and are dropped after the run
         payloads = np.concatenate([payloads, np.zeros((padded - num_samples, *expected), dtype=payloads.dtype)])
     window_steps = spec.time_steps + 1
-    source = PayloadSource(payloads=payloads, batch_size=batch_size, window_steps=window_steps, name="source")
     network = SpikingNetwork(
         input_size=spec.input.size,
         populations=populations,
@@ -168,6 +168,7 @@ def build_lava_graph(
         batch_size=batch_size,
         window_steps=window_steps,
         record=traced,
+        payloads=payloads,
         name="network",
     )
     sink = SpikeCounter(
@@ -178,7 +179,6 @@ def build_lava_graph(
         leak=1.0 - spec.readout.rate_decay if record == spec.readout.source else 1.0,
         name="sink",
     )
-    source.s_out.connect(network.s_in)
     network.s_out.connect(sink.a_in)
     recorder = None
     if traced:
@@ -191,8 +191,20 @@ def build_lava_graph(
         )
         network.r_out.connect(recorder.a_in)
     return LavaGraph(
-        source, network, sink, fused, batch_size, num_samples, window_steps, record, recorder, tuple(traces)
+        network, sink, fused, batch_size, num_samples, window_steps, record, recorder, tuple(traces)
     )
+
+
+def fused_models(graph: LavaGraph, backend: str) -> dict[AbstractProcess, type]:
+    """The model of each process of a fused graph, named so that Lava need not search for them."""
+    fixed = SIMULATOR_TAGS[backend] == "fixed_pt"
+    models = {
+        graph.network: PySpikingNetworkModelFixed if fixed else PySpikingNetworkModelFloat,
+        graph.sink: PySpikeCounterModel,
+    }
+    if graph.recorder is not None:
+        models[graph.recorder] = PyTraceRecorderModel
+    return models
 
 
 def trace_indices(spec: NetSpec | FixedNetSpec, traces: Sequence[str]) -> tuple[tuple[int, str], ...]:
@@ -258,7 +270,7 @@ def run_lava(
     batch_size = check_integer("batch_size", batch_size, 1, error=BackendError)
     if timeout_s is not None:
         check_real("timeout_s", timeout_s, 0.0, error=BackendError)
-    config = run_config(backend, select_sub_proc_model=not fused)
+    run_config(backend)  # an unknown backend, or loihi2 without lava-loihi, raises here
     if backend == HARDWARE:
         raise BackendError(
             "run_lava simulates on the CPU; lavaflow's soft-reset neurons have no Loihi 2 microcode model, so run "
@@ -271,6 +283,8 @@ def run_lava(
     traces = (*record, potential) if reads_potential and potential not in record else tuple(record)
     batch = min(batch_size, payloads.shape[0]) if fused else 1  # no window wider than the data
     graph = build_lava_graph(simulated, payloads, fused=fused, batch_size=batch, traces=traces, checked=True)
+    models = fused_models(graph, backend) if fused else None
+    config = run_config(backend, select_sub_proc_model=not fused, models=models)
     started = time.perf_counter()
     # The sink streams each window's counts to the host (and the recorder its traces): one pass each, not
     # Var.get's ~20k values/s.

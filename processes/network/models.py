@@ -34,19 +34,27 @@ from lavaflow.processes.network.process import (
     bias_var_name,
     weights_var_name,
 )
+from lavaflow.processes.source.process import PAYLOAD_DTYPE, PayloadSource
 from lavaflow.processes.synapses import LinearMap, exact_dtype, lava_conv_arguments, linear_map, shift
 from lavaflow.processes.topology import INPUT_SOURCE, Population, Projection
-from lavaflow.processes.window import FIRST_STEP, FIRST_WINDOW_STEP, restarts_state, scheduled_position
+from lavaflow.processes.window import (
+    FIRST_STEP,
+    FIRST_WINDOW_STEP,
+    restarts_state,
+    scheduled_position,
+    window_payload,
+)
 
 # Lava's fixed-point Conv wraps Σ w·x into [−2^23, 2^23) (lava.proc.conv.utils.signed_clamp, bits=24).
 CONV_ACCUMULATOR_LIMIT = 1 << 23
 
 
-_PARAMETER_VAR = re.compile(r"(weights|bias)_[0-9]+")
+_PARAMETER_VAR = re.compile(r"(weights|bias)_[0-9]+|(payloads)")
 
 
 class _ParameterVarTypes(ABCMeta):
-    """Answers the LavaPyType of the ``weights_<i>`` / ``bias_<j>`` Vars, whose number is each network's own.
+    """Answers the LavaPyType of the ``weights_<i>`` / ``bias_<j>`` Vars, whose number is each network's own, and
+    of the ``payloads`` Var, which only a network built with payloads has.
 
     Lava's builder looks a Var's type up as a class attribute of the model (getattr), one per Var name, but a
     SpikingNetwork has one weights Var per projection and one bias Var per population; the model class declares
@@ -58,7 +66,7 @@ class _ParameterVarTypes(ABCMeta):
         match = _PARAMETER_VAR.fullmatch(name)
         if match is None:
             raise AttributeError(name)
-        return cls.parameter_types[match.group(1)]
+        return cls.parameter_types[match.group(1) or match.group(2)]
 
 
 class AbstractPyNetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarTypes):
@@ -114,6 +122,20 @@ class AbstractPyNetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarTypes):
         ]
         self.record: tuple[tuple[int, str], ...] = tuple(proc_params["record"])
         self.record_size = max(1, sum(self.sizes[index] for index, _ in self.record))
+        self.holds_payloads = bool(proc_params["holds_payloads"])
+        self.no_input: np.ndarray | None = None  # zeros in the payloads' type, the input between samples
+
+    def receive_input(self) -> np.ndarray:
+        """This step's input, (B, n_input): from ``s_in``, or for a network that holds its payloads what a
+        PayloadSource would have sent: the window's samples at window step k ≤ T, zeros at the other steps."""
+        if not self.holds_payloads:
+            return self.s_in.recv().reshape(self.batch_size, self.input_size)
+        payload = window_payload(self.payloads, self.batch_size, *scheduled_position(self.time_step, self.schedule))
+        if payload is not None:
+            return payload
+        if self.no_input is None:
+            self.no_input = np.zeros((self.batch_size, self.input_size), dtype=self.payloads.dtype)
+        return self.no_input
 
     def send_traces(self, spikes: list[np.ndarray] | None) -> None:
         """Send the recorded traces of this step on ``r_out``, (B, Σ n) flattened; zeros at window step 1."""
@@ -167,7 +189,7 @@ class AbstractPyNetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarTypes):
         return payload
 
     def run_spk(self) -> None:
-        payload = self.s_in.recv().reshape(self.batch_size, self.input_size)
+        payload = self.receive_input()
         if self.prepared_for != int(self.schedule[FIRST_STEP]):  # a new phase: Vars may have been set before it
             self.prepare()
             self.prepared_for = int(self.schedule[FIRST_STEP])
@@ -216,7 +238,11 @@ class PySpikingNetworkModelFloat(AbstractPyNetworkModel):
     r_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     # The types of every weights_<i> and bias_<j> Var (see _ParameterVarTypes).
     parameter_types: ClassVar[Mapping[str, LavaPyType]] = MappingProxyType(
-        {"weights": LavaPyType(np.ndarray, float), "bias": LavaPyType(np.ndarray, float)}
+        {
+            "weights": LavaPyType(np.ndarray, float),
+            "bias": LavaPyType(np.ndarray, float),
+            "payloads": LavaPyType(np.ndarray, float),
+        }
     )
 
     def neuron_arithmetic(self, population: Population) -> NeuronArithmetic:
@@ -247,6 +273,7 @@ class PySpikingNetworkModelFixed(AbstractPyNetworkModel):
         {  # weights: even integers in [−256, 254], as Dense's; bias: bias_mant, as the neurons'
             "weights": LavaPyType(np.ndarray, np.int32, precision=9),
             "bias": LavaPyType(np.ndarray, np.int32, precision=13),
+            "payloads": LavaPyType(np.ndarray, PAYLOAD_DTYPE, precision=8),  # as PayloadSource's
         }
     )
     state_dtype = np.int64
@@ -312,8 +339,14 @@ class SubSpikingNetworkModel(AbstractSubProcessModel):
             setattr(self, f"population_{index}", neuron)  # find_sub_procs scans attributes, not lists
             getattr(proc, bias_var_name(index)).alias(neuron.bias_mant)
             neurons.append(neuron)
+        network_input = proc.in_ports.s_in
+        if params["holds_payloads"]:  # the payloads go into the graph as the PayloadSource that sends them
+            self.payload_source = PayloadSource(payloads=proc.payloads.init, batch_size=1, window_steps=window_steps,
+                                                name=f"{proc.name}_source")
+            proc.payloads.alias(self.payload_source.payloads)
+            network_input = self.payload_source.s_out
         for index, projection in enumerate(params["projections"]):
-            source = proc.in_ports.s_in if projection.source == INPUT_SOURCE else neurons[projection.source].s_out
+            source = network_input if projection.source == INPUT_SOURCE else neurons[projection.source].s_out
             target = neurons[projection.target].a_in
             if projection.sparse is not None:
                 self._connect_sparse(f"{proc.name}_sparse_{index}", index, projection, source, target, window_steps)

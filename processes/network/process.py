@@ -12,7 +12,7 @@ from lava.magma.core.process.variable import Var
 
 from lavaflow.processes.kinds import check_kinds
 from lavaflow.processes.topology import Population, Projection, check_topology
-from lavaflow.processes.window import SCHEDULE_SIZE, check_window_steps, initial_schedule
+from lavaflow.processes.window import SCHEDULE_SIZE, check_payload_windows, check_window_steps, initial_schedule
 
 RECORDABLE = ("spikes", "v", "u")  # what SpikingNetwork can record per population ("u": CUBA current)
 
@@ -41,6 +41,12 @@ class SpikingNetwork(AbstractProcess):
     Ports carry B samples side by side, flattened: ``s_in`` B·n_input payload values, ``s_out`` the spikes of
     population ``output``, B·n_output values. The sub-process graph runs one sample at a time (B = 1).
 
+    A run whose inputs are all known before it starts (lavaflow.pipeline.lava.run) hands them over as ``payloads``
+    and leaves ``s_in`` unconnected: the fused models then read each step's input from the ``payloads`` Var, as a
+    PayloadSource would send it (window w's samples at window step k ≤ T, zeros at the other steps), which saves
+    an OS process and a channel copy of B·n_input values per step; the Loihi graph puts a PayloadSource holding
+    them inside its sub-process graph, in front of the input's connections.
+
     Parameters that a session reads and writes between phases are Vars: ``weights_<i>`` per projection i (its
     ``weights`` array, same shape: matrix, kernel or sparse values) and ``bias_<j>`` per population j (its bias_mant),
     floats in floating_pt, Lava's integers in fixed_pt. The fused models compute with these Vars (they rebuild their
@@ -58,6 +64,9 @@ class SpikingNetwork(AbstractProcess):
         batch_size: B.
         window_steps: Lava steps per sample, T + 1.
         record: (population index, "spikes" | "v" | "u") traces sent on ``r_out`` every step, after the reset.
+        payloads: (N, T, n_input) the inputs of every sample, N a multiple of B (pad with zero samples), in the
+            precision's payload type (float64; int16 in fixed point, lavaflow.processes.source.PAYLOAD_DTYPE);
+            None: the input arrives on ``s_in``.
         name: process name.
         log_config: Lava's logging configuration.
     """
@@ -72,6 +81,7 @@ class SpikingNetwork(AbstractProcess):
         batch_size: int,
         window_steps: int,
         record: Sequence[tuple[int, str]] = (),
+        payloads: np.ndarray | None = None,
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
@@ -85,6 +95,7 @@ class SpikingNetwork(AbstractProcess):
             batch_size=batch_size,
             window_steps=window_steps,
             record=record,
+            holds_payloads=payloads is not None,
             name=name,
             log_config=log_config,
         )
@@ -107,6 +118,9 @@ class SpikingNetwork(AbstractProcess):
             setattr(self, weights_var_name(index), Var(shape=weights.shape, init=weights))
         for index, population in enumerate(populations):
             setattr(self, bias_var_name(index), Var(shape=(population.size,), init=np.asarray(population.bias_mant)))
+        if payloads is not None:
+            check_payload_windows(payloads, input_size, batch_size, window_steps)
+            self.payloads = Var(shape=payloads.shape, init=payloads)
 
 
 class TraceJoin(AbstractProcess):

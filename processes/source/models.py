@@ -11,7 +11,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lavaflow.processes.source.process import PAYLOAD_DTYPE, PayloadSource, StreamSource
-from lavaflow.processes.window import INPUTS, WINDOW_STEPS, scheduled_position, window_position
+from lavaflow.processes.window import INPUTS, WINDOW_STEPS, scheduled_position, window_payload, window_position
 
 
 class AbstractPayloadSourceModel(PyLoihiProcessModel):
@@ -23,13 +23,10 @@ class AbstractPayloadSourceModel(PyLoihiProcessModel):
         self.window_steps = int(proc_params["window_steps"])
 
     def run_spk(self) -> None:
-        num_samples, time_steps, _ = self.payloads.shape
-        window, step = window_position(self.time_step, self.window_steps)
-        first = window * self.batch_size
-        if step <= time_steps and first < num_samples:
-            self.s_out.send(self.payloads[first : first + self.batch_size, step - 1].reshape(-1))
-        else:
-            self.s_out.send(np.zeros(self.s_out.shape, dtype=self.payloads.dtype))
+        payload = window_payload(self.payloads, self.batch_size, *window_position(self.time_step, self.window_steps))
+        if payload is None:
+            payload = np.zeros(self.s_out.shape, dtype=self.payloads.dtype)
+        self.s_out.send(payload.reshape(-1))
 
 
 @implements(proc=PayloadSource, protocol=LoihiProtocol)

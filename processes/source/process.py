@@ -8,7 +8,7 @@ from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 from lava.magma.core.process.variable import Var
 
-from lavaflow.processes.window import SCHEDULE_SIZE, check_window_steps, initial_schedule
+from lavaflow.processes.window import SCHEDULE_SIZE, check_payload_windows, initial_schedule
 
 PAYLOAD_DTYPE = np.int16  # the fixed-point source's payload type: signed 8-bit values with room to spare
 
@@ -43,15 +43,8 @@ class PayloadSource(AbstractProcess):
     ) -> None:
         super().__init__(batch_size=batch_size, window_steps=window_steps, name=name, log_config=log_config)
         # Checked after super(): Lava's AbstractProcess.__del__ fails on a process whose __init__ raised before it.
-        if not isinstance(payloads, np.ndarray) or payloads.ndim != 3:
-            raise ValueError(
-                f"payloads must be a (samples, time_steps, n) array, got {getattr(payloads, 'shape', payloads)}"
-            )
-        num_samples, time_steps, size = payloads.shape
-        if batch_size < 1 or num_samples % batch_size:
-            raise ValueError(f"{num_samples} samples do not fill whole windows of batch_size={batch_size}; pad them")
-        if check_window_steps(window_steps) < time_steps + 1:
-            raise ValueError(f"window_steps={window_steps} cannot hold T={time_steps} steps plus the restart step")
+        size = payloads.shape[-1] if isinstance(payloads, np.ndarray) and payloads.ndim == 3 else -1
+        check_payload_windows(payloads, size, batch_size, window_steps)
         self.s_out = OutPort(shape=(batch_size * size,))
         self.payloads = Var(shape=payloads.shape, init=payloads)
 
