@@ -36,6 +36,8 @@ class Method:
         training_defaults: overrides of the shared loop's defaults (optimiser, learning rate, ...) for this method.
         description: one line for listings.
         train: a staged method's own driver, or None for the shared loop.
+        initialise: (built module, first training batch) -> None, a data-dependent initialisation (SPIDE's
+            ``data_init``); None: the built weights are the start.
     """
 
     name: str
@@ -47,6 +49,10 @@ class Method:
     # A staged method's own driver (stdb: ANN, conversion, fine-tuning), called by pipeline.training in place of the
     # shared loop's per-run body with the same arguments; None: the shared loop trains it.
     train: Callable[..., dict[str, Any]] | None = None
+    # Data-dependent initialisation from the run's first training batch (time-first, encoded as the loop feeds it),
+    # called once on a fresh run, before training and before DDP's wrap (which copies rank 0's weights to every
+    # worker); a resumed run skips it, its weights come from the checkpoint.
+    initialise: Callable[[torch.nn.Module, torch.Tensor], None] | None = None
 
 
 # name -> module defining METHOD; imported lazily so `lavaflow --help` stays fast.

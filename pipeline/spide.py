@@ -48,8 +48,16 @@ from torch import Tensor, nn
 
 from lavaflow.models.errors import ConfigError
 from lavaflow.models.netspec import NetSpec
-from lavaflow.models.neurons import SoftResetParams, rate_normaliser
-from lavaflow.models.spide_network import INITS, BatchOperators, ForwardPhase, SPIDENetwork, spide_netspec
+from lavaflow.models.neurons import SoftResetParams, rate_normaliser, weighted_rate
+from lavaflow.models.spide_network import (
+    INITS,
+    AvgPool,
+    BatchOperators,
+    Conv,
+    ForwardPhase,
+    SPIDENetwork,
+    spide_netspec,
+)
 from lavaflow.pipeline.methods import Method, RuleGradient
 
 
@@ -75,6 +83,9 @@ class SPIDEConfig:
             populations but the feedback); None (the reference) leaves them free. ConvNet-F needs it: see the
             module docstring, "Contraction".
         dropout: variational dropout rate on every connection in training.
+        data_init: before training (not on resume), rescale each unit of the input operator F (each output channel
+            of a conv F) and set its bias so that its current F·x̄ + b has mean 0 and standard deviation 1 over the
+            run's first training batch (``standardise_input_edge``). False: the ``init`` weights and zero biases.
     """
 
     layers: tuple[str, ...] = ("fc 400",)
@@ -90,6 +101,7 @@ class SPIDEConfig:
     feedback_norm_bound: float = 2.0
     loop_norm_bound: float | None = None
     dropout: float = 0.0
+    data_init: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -104,11 +116,13 @@ class SPIDEConfig:
             "feedback_norm_bound": self.feedback_norm_bound > 0,
             "loop_norm_bound": self.loop_norm_bound is None or self.loop_norm_bound > 0,
             "dropout": 0 <= self.dropout < 1,
+            "data_init": isinstance(self.data_init, bool),
         }
         bounds = {"layers": "a list of at least one layer string", "init": f"one of {list(INITS)}",
                   "threshold": "> 0 and above reset_potential", "leak": "in (0, 1]", "backward_threshold": "> 0",
                   "backward_subtraction": "> 0", "backward_steps": "≥ 1", "loss_scale": "> 0",
-                  "feedback_norm_bound": "> 0", "loop_norm_bound": "> 0 or null (no cap)", "dropout": "in [0, 1)"}
+                  "feedback_norm_bound": "> 0", "loop_norm_bound": "> 0 or null (no cap)", "dropout": "in [0, 1)",
+                  "data_init": "true or false"}
         for name, valid in checks.items():
             if not valid:
                 raise ConfigError(f"model.{name} = {getattr(self, name)!r} must be {bounds[name]}")
@@ -300,6 +314,62 @@ def jacobian_spectral_radius(network: SPIDENetwork, operators: BatchOperators, g
     return (log_growth / (iterations - start)).exp()
 
 
+# ---------------------------------------------------------------------------------------------------- data init
+@torch.no_grad()
+def standardise_input_edge(network: SPIDENetwork, inputs: Tensor) -> None:
+    """Rescale the input operator F and set its bias b so that each unit's current z = F·x̄ + b has mean 0 and
+    standard deviation 1 over ``inputs`` (per output channel, over samples and positions, for a conv F).
+
+    Why: SPIDE has no BatchNorm (BN's statistics couple the whole batch; they are not a local rule, nor a Lava
+    process), and the unit-norm or kaiming F gives layer 0 currents whose scale depends on the data (on
+    Fashion-MNIST's first batch |mean| 0.27 and sd 0.28 per unit on average, against D = 2 per spike). BN after F
+    is what gives IDE's epoch 1 its lead (preset comment in ``configs/spide-fashion-mnist.yaml``); this gives the
+    same starting scale once, before training, from one batch: a one-off initialisation, not a rule, so the
+    trained network stays SPIDE's (spike-only phases, local update) and its NetSpec is F and b as they are.
+
+    Per unit j with batch mean μ_j and (population) standard deviation σ_j of z_j: F_j ← F_j/σ_j and
+    b_j ← (b_j − μ_j)/σ_j, so F'·x̄ + b' = (z − μ)/σ. A unit whose current does not vary over the batch (σ_j at
+    float32 rounding level, e.g. a conv channel that sees only blank pixels) is centred but not scaled. The
+    statistics are taken in float64 and the results stored in F's dtype. x̄ is the forward phase's presynaptic
+    rate of the input edge: the input itself for constant-current input, else its λ-weighted average.
+
+    Args:
+        network: the SPIDE network; only its input edge (edge 0) changes.
+        inputs: time-first input (T, B, *input_shape), encoded as the trainer feeds it.
+
+    Raises:
+        ConfigError: the first layer is a pooling layer (it has no weights to rescale).
+        ValueError: inputs of the wrong shape.
+    """
+    network._check_inputs(inputs)  # the network's own shape check: one message for a wrong shape
+    operator = network.edges[0].operator
+    if isinstance(operator, AvgPool):
+        raise ConfigError("model.data_init rescales the input layer's weights, but model.layers[0] is a pooling "
+                          "layer; start with an fc or conv layer, or set data_init: false")
+    # Edge 0 is the first edge with weights and never the feedback: its weight and bias are the first of each list.
+    weight, bias = network.weights[0], network.biases[0]
+    constant = inputs.shape[0] == 1 or inputs.stride(0) == 0
+    mean_input = inputs[0] if constant else weighted_rate(inputs.to(torch.float64), network.neuron.leak)
+    double_weight, double_bias = weight.to(torch.float64), bias.to(torch.float64)
+    current = operator.apply(mean_input.to(torch.float64), double_weight, double_bias)
+    dims = (0, 2, 3) if isinstance(operator, Conv) else (0,)
+    mean = current.mean(dims)
+    deviation = current.std(dims, correction=0)
+    flat = deviation <= torch.finfo(torch.float32).eps * current.abs().amax(dims)
+    scale = torch.where(flat, torch.ones_like(deviation), 1 / deviation)
+    weight.copy_((double_weight * scale.reshape(-1, *[1] * (weight.dim() - 1))).to(weight.dtype))
+    bias.copy_(((double_bias - mean) * scale).to(bias.dtype))
+
+
+def initialise(model: nn.Module, inputs: Tensor) -> None:
+    """The method's data-dependent initialisation (``Method.initialise``): ``standardise_input_edge`` on the
+    first training batch when the model's config sets ``data_init``, nothing otherwise."""
+    if not isinstance(model, SPIDEModel):
+        raise TypeError(f"expected a SPIDEModel built by pipeline.spide.build, got {type(model).__name__}")
+    if model.config.data_init:
+        standardise_input_edge(model.network, inputs)
+
+
 # ---------------------------------------------------------------------------------------------------- the method
 
 
@@ -373,6 +443,7 @@ METHOD = Method(
     model_config=SPIDEConfig,
     build=build,
     to_netspec=to_netspec,
+    initialise=initialise,
     # The reference's SGD (momentum 0.9, lr 0.05) with its weight decay 5e-4 divided by the default loss scale 100
     # (the update reaches the optimiser unscaled, spec §3.7); T_f = 30.
     training_defaults={"optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "weight_decay": 5e-6,

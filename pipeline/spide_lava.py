@@ -32,13 +32,14 @@ from lavaflow.pipeline.data import Encoding, load_data
 from lavaflow.pipeline.lava.spide_graph import Batch, SPIDELavaGraph
 from lavaflow.pipeline.plots import plot_training
 from lavaflow.pipeline.rundir import RunDir
-from lavaflow.pipeline.spide import METHOD, SPIDEConfig
+from lavaflow.pipeline.spide import METHOD, SPIDEConfig, initialise
 from lavaflow.pipeline.training import (
     HISTORY_KEYS,
     MODULE_STREAM,
     Workers,
     check_run_dir,
     derived_seed,
+    first_training_batch,
     learning_rate_factor,
     log,
     make_optimizer,
@@ -91,6 +92,9 @@ def _train(config: TrainConfig, model_config: SPIDEConfig, run_dir: RunDir, back
                           "encoding: current, or train with --backend torch")
     model = METHOD.build(model_config, info.input_shape, info.num_classes, config.time_steps,
                          torch.Generator().manual_seed(config.seed))
+    # model.data_init: the shared loop's initialisation from the same first batch (constant input x, as
+    # _training_batches feeds it), before the graph copies the weights in; this backend never resumes.
+    initialise(model, first_training_batch(train_set, encoding, config))
     sampler = DistributedSampler(train_set, 1, 0, shuffle=True, seed=config.seed, drop_last=False)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler)
     test_loader = DataLoader(test_set, batch_size=config.batch_size)

@@ -34,7 +34,7 @@ from lavaflow.models.netspec import NetSpec
 from lavaflow.pipeline.config import TrainConfig, config_to_yaml, read_yaml
 from lavaflow.pipeline.data import DataInfo, Encoding, Kind, encode, load_data
 from lavaflow.pipeline.data.augment import augment_images
-from lavaflow.pipeline.methods import Method
+from lavaflow.pipeline.methods import Method, get_method
 from lavaflow.pipeline.plots import plot_training
 from lavaflow.pipeline.rundir import RunDir
 
@@ -235,6 +235,24 @@ def resolve_encoding(config: TrainConfig, info: DataInfo) -> Encoding:
     return Encoding(name)
 
 
+def first_training_batch(train_set: Any, encoding: Encoding, config: TrainConfig) -> torch.Tensor:
+    """The run's first training batch, time-first and encoded, as one worker's loop would feed it at epoch 0.
+
+    For data-dependent initialisation (``Method.initialise``). It draws from generators of its own, made alike
+    (the sampler's shuffle of (seed, epoch 0), the encoder stream of epoch 0, worker 0), and leaves the loop's
+    sampler, its streams and torch's global RNG untouched: a run whose method initialises nothing is as before.
+    With N DDP workers it is the combined batch of their first step (each worker takes every N-th index of the
+    same shuffle), so every worker computes the same initialisation, whatever N. Augmentation is left out: the
+    statistics are the data's.
+    """
+    sampler = DistributedSampler(train_set, 1, 0, shuffle=True, seed=config.seed, drop_last=False)
+    sampler.set_epoch(0)
+    # A generator of its own: a DataLoader iterator otherwise draws its base seed from torch's global RNG.
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, generator=torch.Generator())
+    batch, _ = next(iter(loader))
+    return encode(batch, encoding, config.time_steps, epoch_generator(config.seed, 0, ENCODER_STREAM))
+
+
 def train(
     config: TrainConfig,
     model_config: Any,
@@ -300,6 +318,7 @@ def check_run_dir(run_dir: RunDir, config: TrainConfig, *, resume: bool, overwri
         raise LavaflowError("--resume continues the run in the run dir and --overwrite replaces it: pass one of them")
     previous = _previous_config(run_dir)
     if resume:
+        previous = _with_model_defaults(previous, config)
         _check_same_network(run_dir, config, previous)
         if run_dir.has_checkpoint():
             state = run_dir.load_checkpoint()
@@ -326,6 +345,19 @@ def check_run_dir(run_dir: RunDir, config: TrainConfig, *, resume: bool, overwri
 def _previous_config(run_dir: RunDir) -> dict[str, Any]:
     path = run_dir.file(RunDir.CONFIG)
     return read_yaml(path) if path.is_file() else {}
+
+
+def _with_model_defaults(previous: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
+    """``previous`` with the model keys its config.yaml lacks set to their defaults: keys added to the method's
+    model config after the run was written (SPIDE's data_init), whose default is what that run was built with."""
+    if not isinstance(previous.get("model"), dict) or previous.get("method", config.method) != config.method:
+        return previous
+    try:
+        fields = dataclasses.fields(get_method(config.method).model_config)
+    except (ConfigError, TypeError):
+        return previous
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    return {**previous, "model": {**defaults, **previous["model"]}}
 
 
 def _check_same_network(run_dir: RunDir, config: TrainConfig, previous: dict[str, Any]) -> None:
@@ -418,6 +450,8 @@ def _train(
         apply_hyperparameters(optimizer, scheduler, config, iterations_per_epoch)
         start_epoch = int(state["epoch"])
         history = [{key: row[key] for key in HISTORY_KEYS} for row in state["history"]]
+    elif method.initialise is not None:  # a fresh run only; before DDP's wrap, which copies rank 0's weights
+        method.initialise(model, first_training_batch(train_set, encoding, config).to(config.device))
     if workers.is_main:
         # From here on the run dir is this training's: old outputs go (a resumed run keeps its checkpoint).
         run_dir.clear(keep=(RunDir.CHECKPOINT, RunDir.HISTORY) if state is not None else ())
