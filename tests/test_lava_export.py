@@ -496,3 +496,35 @@ def test_negative_weight_exponents_floor_as_lavas_dense_does(fused: bool, batch_
 
     np.testing.assert_array_equal(result.counts["out"], reference.counts["out"])
     np.testing.assert_array_equal(result.predictions, reference.predictions)
+
+
+@LAVA_TIMEOUT
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
+def test_the_network_holds_its_payloads_and_runs_them_with_the_named_models(fused: bool) -> None:
+    """The fused graph is two OS processes (network, sink; no source: the network reads its own payloads Var);
+    the plain graph puts a PayloadSource inside the network's sub-process graph, whose payloads Var is the
+    network's. Both count what the reference counts."""
+    from lavaflow.pipeline.lava.run import fused_models
+    from lavaflow.pipeline.lava.session import LavaRuntime
+    from lavaflow.processes.network.models import PySpikingNetworkModelFloat
+    from lavaflow.processes.source.process import PayloadSource
+
+    spec = _spec(15, kind="soft", voltage_decay=0.1)
+    inputs = _inputs(spec, 3, seed=5)
+    payloads = inputs.reshape(spec.time_steps, 3, -1).transpose(1, 0, 2)
+    graph = build_lava_graph(spec, payloads, fused=fused, batch_size=3 if fused else 1)
+    np.testing.assert_array_equal(graph.network.payloads.init, payloads)
+    models = fused_models(graph, "lava-float") if fused else None
+    if fused:
+        assert models[graph.network] is PySpikingNetworkModelFloat
+    with LavaRuntime(graph.sink, run_config("lava-float", select_sub_proc_model=not fused, models=models),
+                     timeout_s=120) as runtime:
+        kinds = {type(process) for process in runtime.leaf_processes()}
+        runtime.run(graph.num_steps)
+        counts = runtime.get(graph.sink.counts)[: graph.num_samples]
+
+    assert (PayloadSource in kinds) is not fused
+    if fused:
+        assert len(kinds) == 2  # SpikingNetwork and SpikeCounter
+    np.testing.assert_array_equal(counts, simulate(spec, inputs).counts[spec.readout.source])
+    assert counts.sum() > 0
