@@ -35,7 +35,15 @@ import torch.nn.functional as functional
 from torch import Tensor, nn
 
 from lavaflow.models import netspec
-from lavaflow.models.neurons import SoftResetParams, SpikeFn, heaviside, rate_normaliser, soft_reset_step, weighted_rate
+from lavaflow.models.neurons import (
+    SoftResetParams,
+    SpikeFn,
+    constant_in_time,
+    heaviside,
+    mean_input,
+    rate_normaliser,
+    soft_reset_step,
+)
 
 KINDS = ("dense", "conv")
 
@@ -373,9 +381,8 @@ class FeedbackSNN(nn.Module):
         """
         self._check_inputs(inputs)
         dtype = self.input_weight.dtype
-        constant = inputs.shape[0] == 1 or inputs.stride(0) == 0
-        mean_input = inputs[0].to(dtype) if constant else weighted_rate(inputs.to(dtype), self.neuron.leak)
-        drive = self.input_drive(mean_input)
+        constant = constant_in_time(inputs)
+        drive = self.input_drive(mean_input(inputs, self.neuron.leak, dtype))
         operators = self.operators(drive)
         mean_input_current = self.input_current(drive, operators)
         with torch.no_grad():

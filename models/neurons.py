@@ -45,3 +45,18 @@ def weighted_rate(spikes: Tensor, leak: float) -> Tensor:
     weights = torch.tensor([leak ** (time_steps - 1 - t) for t in range(time_steps)], dtype=spikes.dtype)
     weights = weights.to(spikes.device).reshape(-1, *([1] * (spikes.dim() - 1)))
     return (weights * spikes).sum(0) / rate_normaliser(time_steps, leak)
+
+
+
+def constant_in_time(inputs: Tensor) -> bool:
+    """Whether time-first input (T, ...) is the same at every step: an ``expand``ed view (stride 0 in time), or
+    T = 1. Constant-current input is encoded that way, so a network can push it through its input layer once."""
+    return inputs.shape[0] == 1 or inputs.stride(0) == 0
+
+
+def mean_input(inputs: Tensor, leak: float, dtype: torch.dtype) -> Tensor:
+    """What a feedback network's input layer F sees of time-first input (T, B, ...): its λ-weighted mean rate
+    (B, ...) in ``dtype``; for constant input simply its first step."""
+    if constant_in_time(inputs):
+        return inputs[0].to(dtype)
+    return weighted_rate(inputs.to(dtype), leak)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from lavaflow.models import netspec
 from lavaflow.models.feedback import _GeneratorHandle, unit_row_uniform
-from lavaflow.models.neurons import SoftResetParams, rate_normaliser, soft_reset_step, weighted_rate
+from lavaflow.models.neurons import SoftResetParams, constant_in_time, mean_input, rate_normaliser, soft_reset_step
 
 INITS = ("unit_row", "kaiming")
 _OPTION = re.compile(r"^(k|s|p|op)(\d+)$")
@@ -432,9 +432,9 @@ class SPIDENetwork(nn.Module):
         dtype = self.readout.weight.dtype
         steps, batch = inputs.shape[0], inputs.shape[1]
         leak = self.neuron.leak
-        constant = steps == 1 or inputs.stride(0) == 0
-        mean_input = inputs[0].to(dtype) if constant else weighted_rate(inputs.to(dtype), leak)
-        constant_current = self.edge_current(0, mean_input, operators) if constant else None
+        constant = constant_in_time(inputs)
+        average_input = mean_input(inputs, leak, dtype)
+        constant_current = self.edge_current(0, average_input, operators) if constant else None
         like = self.readout.weight
         voltages = [like.new_zeros((batch, *shape)) for shape in self.layer_shapes]
         spikes = [like.new_zeros((batch, *shape)) for shape in self.layer_shapes]
@@ -455,7 +455,7 @@ class SPIDENetwork(nn.Module):
                 counts[index] = counts[index] + spikes[index]
         normaliser = rate_normaliser(steps, leak)
         masks = tuple(((count > 0) & (count < steps)).to(dtype) for count in counts)
-        return ForwardPhase(mean_input, tuple(t / normaliser for t in traces), tuple(counts), masks)
+        return ForwardPhase(average_input, tuple(t / normaliser for t in traces), tuple(counts), masks)
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Logits (B, classes) from the last layer's forward rates (no SPIDE gradient: see pipeline.spide)."""

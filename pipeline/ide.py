@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from lavaflow.models.errors import ConfigError
 from lavaflow.models.feedback import FeedbackArchitecture, FeedbackSNN, feedback_netspec
 from lavaflow.models.netspec import NetSpec
-from lavaflow.models.neurons import SoftResetParams, weighted_rate
+from lavaflow.models.neurons import SoftResetParams, mean_input
 from lavaflow.pipeline.implicit import implicit_backward
 from lavaflow.pipeline.methods import Method
 from lavaflow.pipeline.solvers import SOLVERS, get_solver
@@ -162,9 +162,7 @@ class InputMoments(NamedTuple):
 def _mean_inputs(network: FeedbackSNN, inputs: Iterable[Tensor]) -> Iterator[Tensor]:
     """Each batch's λ-weighted mean input (B, *input_shape), as FeedbackSNN.equilibrium feeds F with it."""
     for batch in inputs:
-        batch = batch.to(network.input_weight.dtype)
-        constant = batch.shape[0] == 1 or batch.stride(0) == 0
-        yield batch[0] if constant else weighted_rate(batch, network.neuron.leak)
+        yield mean_input(batch, network.neuron.leak, network.input_weight.dtype)
 
 
 @torch.no_grad()
@@ -172,8 +170,8 @@ def input_moments(network: FeedbackSNN, inputs: Iterable[Tensor]) -> InputMoment
     """The InputMoments of every batch of ``inputs`` (one pass; sums about the first batch's mean, in float64)."""
     shift = first = second = None
     count = 0
-    for mean_input in _mean_inputs(network, inputs):
-        values = mean_input.flatten(1).to(torch.float64)
+    for average in _mean_inputs(network, inputs):
+        values = average.flatten(1).to(torch.float64)
         shift = values.mean(0) if shift is None else shift
         centred = values - shift
         first = centred.sum(0) if first is None else first + centred.sum(0)
@@ -206,8 +204,8 @@ def input_statistics(network: FeedbackSNN, inputs: Iterable[Tensor]) -> tuple[Te
         return dense_statistics(network, input_moments(network, inputs))
     total = squares = None
     count = 0
-    for mean_input in _mean_inputs(network, inputs):
-        drive = network.input_drive(mean_input)
+    for average in _mean_inputs(network, inputs):
+        drive = network.input_drive(average)
         values = drive.transpose(0, 1).reshape(drive.shape[1], -1).to(torch.float64)  # (channels, values)
         total = values.sum(1) if total is None else total + values.sum(1)
         squares = values.square().sum(1) if squares is None else squares + values.square().sum(1)

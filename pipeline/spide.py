@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from lavaflow.models.errors import ConfigError
 from lavaflow.models.netspec import NetSpec
-from lavaflow.models.neurons import SoftResetParams, rate_normaliser, weighted_rate
+from lavaflow.models.neurons import SoftResetParams, mean_input, rate_normaliser
 from lavaflow.models.spide_network import (
     INITS,
     AvgPool,
@@ -348,10 +348,8 @@ def standardise_input_edge(network: SPIDENetwork, inputs: Tensor) -> None:
                           "layer; start with an fc or conv layer, or set data_init: false")
     # Edge 0 is the first edge with weights and never the feedback: its weight and bias are the first of each list.
     weight, bias = network.weights[0], network.biases[0]
-    constant = inputs.shape[0] == 1 or inputs.stride(0) == 0
-    mean_input = inputs[0] if constant else weighted_rate(inputs.to(torch.float64), network.neuron.leak)
     double_weight, double_bias = weight.to(torch.float64), bias.to(torch.float64)
-    current = operator.apply(mean_input.to(torch.float64), double_weight, double_bias)
+    current = operator.apply(mean_input(inputs, network.neuron.leak, torch.float64), double_weight, double_bias)
     dims = (0, 2, 3) if isinstance(operator, Conv) else (0,)
     mean = current.mean(dims)
     deviation = current.std(dims, correction=0)

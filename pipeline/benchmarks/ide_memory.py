@@ -29,6 +29,7 @@ import torch.nn.functional as functional
 from torch import Tensor
 
 from lavaflow.models.feedback import FeedbackSNN
+from lavaflow.models.neurons import constant_in_time
 from lavaflow.pipeline.ide import IDEConfig, IDENetwork, build
 
 MIB = 2**20
@@ -52,8 +53,7 @@ class _RectangularSurrogate(torch.autograd.Function):
 
 def bptt_logits(network: FeedbackSNN, inputs: Tensor) -> Tensor:
     """Logits from the unrolled SNN with a graph through every step (surrogate width = the threshold)."""
-    constant = inputs.shape[0] == 1 or inputs.stride(0) == 0
-    if not constant:
+    if not constant_in_time(inputs):
         raise ValueError("bptt_logits takes constant-current input (an expand()ed image)")
     drive = network.input_drive(inputs[0].to(network.input_weight.dtype))
     operators = network.operators(drive)
