@@ -3,11 +3,10 @@ and plain graphs), backends, bad inputs, the netx path, and that no Lava OS proc
 
 from __future__ import annotations
 
-import _thread
 import dataclasses
 import multiprocessing.resource_tracker
 import os
-import threading
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +35,9 @@ from lavaflow.pipeline.benchmarks.lava_throughput import bench_lava_throughput, 
 from lavaflow.pipeline.lava.run import build_lava_graph, run_lava, run_netx
 from lavaflow.pipeline.lava.session import LavaRunError, run_and_read
 from lavaflow.processes import dynamics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the suite imports test files by path (importlib mode)
+from train_helpers import CtrlC
 
 LAVA_TIMEOUT = pytest.mark.timeout(600)  # catches hangs only: a run takes seconds, ~5× that on a loaded machine
 
@@ -374,35 +376,20 @@ def test_a_hung_run_times_out_and_stops_every_lava_process(
 def test_ctrl_c_during_a_run_stops_every_lava_process(
     monkeypatch: pytest.MonkeyPatch, no_leftover_processes: None, tmp_path: Path
 ) -> None:
-    """Ctrl-C once the neurons are stepping (not at a fixed time, which a loaded machine may reach before Lava
-    has even compiled): the run raises KeyboardInterrupt and no Lava process outlives it."""
+    """Ctrl-C once the neurons are stepping: the run raises KeyboardInterrupt and no Lava process outlives it."""
     original = dynamics.SoftResetFloat.integrate
-    stepping = tmp_path / "stepping"
+    ctrl_c = CtrlC(tmp_path / "stepping")
 
     def slow(self, state, a_in) -> None:  # runs in the forked process model: tells the test through a file
-        stepping.touch()
+        ctrl_c.marker.touch()
         time.sleep(0.01)
         original(self, state, a_in)
 
-    finished = threading.Event()
-
-    def interrupt_once_stepping() -> None:
-        while not stepping.exists():
-            if finished.wait(0.01):
-                return  # the run ended without stepping: interrupt nothing else
-        _thread.interrupt_main()
-
     monkeypatch.setattr(dynamics.SoftResetFloat, "integrate", slow)
     spec = _spec(7)
-    watcher = threading.Thread(target=interrupt_once_stepping, daemon=True)
-    watcher.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):  # 200 samples × 13 steps × ≥ 10 ms: far longer than the reaction
-            run_lava(spec, _inputs(spec, 200, 0), backend="lava-float", batch_size=1)
-    finally:
-        finished.set()
-        watcher.join()
-    assert stepping.exists()
+    with ctrl_c.expect():  # 200 samples × 13 steps × ≥ 10 ms: far longer than the reaction
+        run_lava(spec, _inputs(spec, 200, 0), backend="lava-float", batch_size=1)
+    assert ctrl_c.marker.exists()
 
 
 @LAVA_TIMEOUT

@@ -7,11 +7,11 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import _thread
 import dataclasses
 import multiprocessing
 import multiprocessing.resource_tracker
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -33,6 +33,9 @@ from lavaflow.processes.sink import models as sink_models
 from lavaflow.processes.sink.process import SpikeCounter
 from lavaflow.processes.source.process import StreamSource
 from lavaflow.processes.window import phase_schedule
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the suite imports test files by path (importlib mode)
+from train_helpers import CtrlC
 
 GENEROUS_SECONDS = 120.0  # catches a hang; never a measure of speed
 GRAPHS = [("lava-float", True), ("lava-float", False), ("lava-fixed", True), ("lava-fixed", False)]
@@ -342,35 +345,21 @@ def test_ctrl_c_during_a_later_phase_leaves_nothing(
 ) -> None:
     """Ctrl-C once the second phase is stepping: KeyboardInterrupt, and no Lava process outlives the session."""
     original = dynamics.SoftResetFloat.integrate
-    second, stepping = tmp_path / "second", tmp_path / "stepping"
+    second, ctrl_c = tmp_path / "second", CtrlC(tmp_path / "stepping")
 
     def slow(self: dynamics.SoftResetFloat, state: dict, a_in: np.ndarray) -> None:  # in the forked network
         if second.exists():
-            stepping.touch()
+            ctrl_c.marker.touch()
             time.sleep(0.01)
         original(self, state, a_in)
 
-    finished = threading.Event()
-
-    def interrupt_once_stepping() -> None:
-        while not stepping.exists():
-            if finished.wait(0.01):
-                return
-        _thread.interrupt_main()
-
     monkeypatch.setattr(dynamics.SoftResetFloat, "integrate", slow)
-    watcher = threading.Thread(target=interrupt_once_stepping, daemon=True)
     with LavaSession(_spec(), backend="lava-float", max_windows=300) as session:
         session.run_phase(6, _inputs(6, 1, 1))
         second.touch()
-        watcher.start()
-        try:
-            with pytest.raises(KeyboardInterrupt):  # 300 windows × 7 steps × 2 populations × 10 ms: ≥ 40 s
-                session.run_phase(6, _inputs(6, 300, 2))
-        finally:
-            finished.set()
-            watcher.join()
-    assert stepping.exists()
+        with ctrl_c.expect():  # 300 windows × 7 steps × 2 populations × 10 ms: ≥ 40 s
+            session.run_phase(6, _inputs(6, 300, 2))
+    assert ctrl_c.marker.exists()
     _assert_nothing_left(baseline)
 
 

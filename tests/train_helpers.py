@@ -1,13 +1,20 @@
-"""Helpers for the tests that run `lavaflow train` in subprocesses (not a test module: no test_ prefix)."""
+"""Helpers for the tests that run `lavaflow train` in subprocesses or press Ctrl-C (not a test module: no test_
+prefix)."""
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and single-threaded: the subprocess tests stay quick on a busy 2-core machine.
@@ -91,3 +98,38 @@ def without(text: str, column: str) -> list[list[str]]:
     rows = [line.split(",") for line in text.strip().splitlines()]
     index = rows[0].index(column)
     return [row[:index] + row[index + 1:] for row in rows]
+
+
+class CtrlC:
+    """Ctrl-C (``_thread.interrupt_main``) pressed once ``marker`` exists: a file the forked Lava network writes
+    while it steps, so that a loaded machine cannot press before Lava has even compiled.
+
+    Wrap the call with ``expect()``. Should it return normally, the failure says why: whether the network ever
+    stepped, and which SIGINT handler was in force (interrupt_main does nothing unless Python handles SIGINT).
+    """
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+        self.handler: object = "none: the marker was not written before the call returned"
+        self._finished = threading.Event()
+        self._watcher = threading.Thread(target=self._press_once_marked, daemon=True)
+
+    def _press_once_marked(self) -> None:
+        while not self.marker.exists():
+            if self._finished.wait(0.01):
+                return  # the call ended without stepping: press nothing
+        self.handler = signal.getsignal(signal.SIGINT)
+        _thread.interrupt_main()
+
+    @contextlib.contextmanager
+    def expect(self) -> Iterator[None]:
+        """The block must raise KeyboardInterrupt (it is swallowed here); it fails the test otherwise."""
+        self._watcher.start()
+        try:
+            yield
+        except KeyboardInterrupt:
+            return
+        finally:
+            self._finished.set()
+            self._watcher.join()
+        pytest.fail(f"the call returned without KeyboardInterrupt; SIGINT handler when pressed: {self.handler}")
