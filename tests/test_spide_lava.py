@@ -278,3 +278,20 @@ def test_a_failing_batch_kills_the_graph_and_leaves_no_process() -> None:
     while not _children() <= before:
         assert time.monotonic() < deadline, f"Lava processes left behind: {_children() - before}"
         time.sleep(0.05)
+
+
+def test_bench_compares_spide_with_ide_on_its_preset_and_on_spide_s_network() -> None:
+    """The IDE rows of `bench spide-lava`: its preset, and the same with BatchNorm off (SPIDE's network) and nothing
+    else changed; the table states SPIDE's signed distance to each."""
+    from lavaflow.pipeline.benchmarks.spide_lava import IDE_VARIANTS, AccuracyRow, describe_accuracy
+    from lavaflow.pipeline.config import resolve_config
+
+    (_, preset), (_, same_network) = IDE_VARIANTS
+    _, with_bn, _ = resolve_config("ide", "fashion-mnist", flags={"epochs": 1, "model": preset})
+    _, without_bn, _ = resolve_config("ide", "fashion-mnist", flags={"epochs": 1, "model": same_network})
+    assert with_bn.batch_norm and not without_bn.batch_norm
+    assert dataclasses.replace(without_bn, batch_norm=True) == with_bn
+    rows = (AccuracyRow("SPIDE", 1, 0.8365, 60.0), AccuracyRow("IDE a", 1, 0.8512, 20.0),
+            AccuracyRow("IDE b", 1, 0.8203, 20.0))
+    table = describe_accuracy(rows)
+    assert "SPIDE − IDE a: -1.47 pp" in table and "SPIDE − IDE b: +1.62 pp" in table
