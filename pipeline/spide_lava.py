@@ -9,7 +9,9 @@ plots/training.png and the NetSpec — so ``simulate``, ``export`` and ``deploy`
 
 Per epoch the training batches stream through the graph (``capacity`` per Lava run), then the test set in
 evaluation windows (forward phase only, in the graph); the weights leave the graph once per epoch, for the
-checkpoint. The graph takes constant input (encoding "current", as every SPIDE preset): x̄ is what the input edge's
+checkpoint. ``--resume`` builds the graph from the checkpoint's weights and momentum buffers and goes on at the next
+epoch; each batch's dropout masks are keyed by its iteration number, so the resumed run ends where the uninterrupted
+one does. The graph takes constant input (encoding "current", as every SPIDE preset): x̄ is what the input edge's
 update reads.
 """
 
@@ -44,6 +46,7 @@ from lavaflow.pipeline.training import (
     log,
     make_optimizer,
     resolve_encoding,
+    restore_checkpoint,
 )
 from lavaflow.processes.spide.process import EVALUATE, LEARN
 
@@ -57,8 +60,9 @@ def train_spide_lava(config: TrainConfig, model_config: SPIDEConfig, run_dir: Ru
 
     Raises:
         ConfigError: another method, an encoding other than current, an optimiser other than SGD, a network the
-            graph cannot step (conv), --resume (not supported yet on this backend), or an unknown backend.
-        LavaflowError: a run dir that holds another run (without ``overwrite``).
+            graph cannot step (conv), or an unknown backend.
+        LavaflowError: a run dir that holds another run (without ``overwrite``), or a checkpoint that does not fit
+            (with ``resume``).
     """
     if config.method != METHOD.name:
         raise ConfigError(f"--backend {backend} trains the spide method only, got --method {config.method}")
@@ -68,22 +72,19 @@ def train_spide_lava(config: TrainConfig, model_config: SPIDEConfig, run_dir: Ru
     if config.optimizer != "sgd":
         raise ConfigError(f"the Lava SPIDE graph steps momentum SGD (the reference's optimiser); set optimizer: sgd "
                           f"(got {config.optimizer})")
-    if resume:
-        raise ConfigError(f"--resume is not supported with --backend {backend} yet; train again with --overwrite, "
-                          "or continue with --backend torch from this checkpoint")
     if config.device != "cpu":
         raise ConfigError(f"the Lava simulator runs on the CPU; drop --device {config.device}")
     with contextlib.ExitStack() as stack:
         stack.enter_context(run_dir.lock())
-        check_run_dir(run_dir, config, resume=False, overwrite=overwrite)
+        state = check_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(max(1, config.threads))
         stack.callback(torch.set_num_threads, previous_threads)
-        return _train(config, model_config, run_dir, backend, timeout_s)
+        return _train(config, model_config, run_dir, backend, timeout_s, state)
 
 
 def _train(config: TrainConfig, model_config: SPIDEConfig, run_dir: RunDir, backend: str,
-           timeout_s: float | None) -> dict[str, Any]:
+           timeout_s: float | None, state: dict[str, Any] | None) -> dict[str, Any]:
     train_set, test_set, info = load_data(config.data, time_steps=config.time_steps, data_dir=config.data_dir,
                                           limit=config.limit, seed=config.seed)
     encoding = resolve_encoding(config, info)
@@ -92,24 +93,35 @@ def _train(config: TrainConfig, model_config: SPIDEConfig, run_dir: RunDir, back
                           "encoding: current, or train with --backend torch")
     model = METHOD.build(model_config, info.input_shape, info.num_classes, config.time_steps,
                          torch.Generator().manual_seed(config.seed))
-    # model.data_init: the shared loop's initialisation from the same first batch (constant input x, as
-    # _training_batches feeds it), before the graph copies the weights in; this backend never resumes.
-    initialise(model, first_training_batch(train_set, encoding, config))
+    history: list[dict[str, float]] = []
+    momentum_buffers: dict[str, np.ndarray] = {}
+    if state is None:
+        # model.data_init: the shared loop's initialisation from the same first batch (constant input x, as
+        # _training_batches feeds it), before the graph copies the weights in; never on resume.
+        initialise(model, first_training_batch(train_set, encoding, config))
+    # float64, as the graph computes: the checkpoint then holds the graph's weights and momentum buffers exactly,
+    # and a resumed graph starts where the interrupted one stood (simulate and the torch backend load it as float32).
+    model.double()
+    if state is not None:
+        momentum_buffers = _restore(model, config, state, run_dir)
+        history = [{key: row[key] for key in HISTORY_KEYS} for row in state["history"]]
     sampler = DistributedSampler(train_set, 1, 0, shuffle=True, seed=config.seed, drop_last=False)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler)
     test_loader = DataLoader(test_set, batch_size=config.batch_size)
     iterations = len(loader)
-    run_dir.clear()
+    # From here on the run dir is this training's: old outputs go (a resumed run keeps its checkpoint and history).
+    run_dir.clear(keep=(RunDir.CHECKPOINT, RunDir.HISTORY) if state is not None else ())
     run_dir.write_config(config_to_yaml(config))
-    history: list[dict[str, float]] = []
-    seconds_per_epoch: list[float] = []
+    earlier = {int(row.get("epoch", -1)): row.get("epoch_seconds", 0.0) for row in run_dir.read_history()}
+    seconds_per_epoch = [float(earlier.get(int(row["epoch"]), 0.0)) for row in history]
     graph = SPIDELavaGraph(model, forward_steps=config.time_steps, backend=backend, batch_size=config.batch_size,
                            momentum=config.momentum, weight_decay=config.weight_decay, capacity=CAPACITY,
-                           seed=derived_seed(config.seed, 0, MODULE_STREAM), timeout_s=timeout_s)
+                           seed=derived_seed(config.seed, 0, MODULE_STREAM), timeout_s=timeout_s,
+                           momentum_buffers=momentum_buffers)
     with graph:
         graph.start()
         log(Workers(), f"spide on {backend}: graph compiled in {graph.setup_seconds:.1f} s")
-        for epoch in range(config.epochs):
+        for epoch in range(len(history), config.epochs):
             sampler.set_epoch(epoch)
             started = time.perf_counter()
             results = graph.run(_training_batches(loader, config, epoch, iterations))
@@ -173,11 +185,24 @@ def _train(config: TrainConfig, model_config: SPIDEConfig, run_dir: RunDir, back
 
 
 def _training_batches(loader: DataLoader, config: TrainConfig, epoch: int, iterations: int) -> Iterator[Batch]:
-    """The epoch's batches in the shared loop's order, each with its learning rate (LambdaLR's per iteration)."""
+    """The epoch's batches in the shared loop's order, each with its learning rate (LambdaLR's per iteration) and
+    its iteration number as the key of its dropout masks."""
     for iteration, (inputs, labels) in enumerate(loader):
-        factor = learning_rate_factor(epoch * iterations + iteration, iterations, config)
+        step = epoch * iterations + iteration
         yield Batch(inputs.reshape(len(labels), -1).double().numpy(), labels.numpy(), LEARN,
-                    config.learning_rate * factor)
+                    config.learning_rate * learning_rate_factor(step, iterations, config), key=step)
+
+
+def _restore(model: Any, config: TrainConfig, state: dict[str, Any], run_dir: RunDir) -> dict[str, np.ndarray]:
+    """Load a checkpoint's weights into ``model``; its SGD momentum buffers keyed like the model's state_dict."""
+    optimizer = make_optimizer(model, config)
+    restore_checkpoint(run_dir, state, model, optimizer)
+    buffers = {}
+    for key, parameter in model.named_parameters():
+        buffer = optimizer.state.get(parameter, {}).get("momentum_buffer")
+        if buffer is not None:
+            buffers[key] = buffer.detach().double().numpy()
+    return buffers
 
 
 def _evaluate(graph: SPIDELavaGraph, loader: DataLoader, samples: int) -> tuple[float, float]:

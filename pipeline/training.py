@@ -308,6 +308,23 @@ def _train_in(
         return metrics
 
 
+def restore_checkpoint(run_dir: RunDir, state: dict[str, Any], model: torch.nn.Module,
+                       optimizer: torch.optim.Optimizer, scheduler: Any = None) -> None:
+    """Load a checkpoint's model, optimiser (and scheduler) state; a LavaflowError that says what to do if it does
+    not fit."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise LavaflowError(
+            f"the checkpoint {run_dir.file(RunDir.CHECKPOINT)} does not fit the network this config builds "
+            f"({first_line}); resume with the run's own config.yaml, or train into another --out directory"
+        ) from None
+
+
 def check_run_dir(run_dir: RunDir, config: TrainConfig, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
     """Decide, before writing anything, whether this training may use the run dir; the checkpoint to resume from.
 
@@ -437,16 +454,7 @@ def _train(
     history: list[dict[str, float]] = []
     start_epoch = 0
     if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise LavaflowError(
-                f"the checkpoint {run_dir.file(RunDir.CHECKPOINT)} does not fit the network this config builds "
-                f"({first_line}); resume with the run's own config.yaml, or train into another --out directory"
-            ) from None
+        restore_checkpoint(run_dir, state, model, optimizer, scheduler)
         apply_hyperparameters(optimizer, scheduler, config, iterations_per_epoch)
         start_epoch = int(state["epoch"])
         history = [{key: row[key] for key in HISTORY_KEYS} for row in state["history"]]

@@ -209,6 +209,38 @@ def test_trainer_writes_a_run_dir_whose_checkpoint_is_the_graph(tmp_path) -> Non
     assert state["optimizer"]["state"], "the graph's momentum buffers are in the checkpoint"
 
 
+@pytest.mark.timeout(600)
+def test_resumed_lava_training_ends_where_the_uninterrupted_one_does(tmp_path) -> None:
+    """One epoch, then --resume to two, gives the uninterrupted two epochs' checkpoint: the same weights and momentum
+    buffers to the last bit (the checkpoint holds the graph's float64 values) and the same history, with dropout on
+    (each batch's masks are keyed by its iteration number, not by how many batches this graph has run)."""
+    from lavaflow.pipeline.config import TrainConfig
+    from lavaflow.pipeline.rundir import RunDir
+    from lavaflow.pipeline.spide_lava import train_spide_lava
+
+    model_config = SPIDEConfig(layers=("fc 32",), feedback="fc", backward_steps=20, dropout=0.2)
+    config = TrainConfig(method="spide", data="digits", epochs=2, batch_size=32, time_steps=8, optimizer="sgd",
+                         learning_rate=0.1, momentum=0.9, weight_decay=5e-6, encoding="current", limit=128,
+                         milestones=(1,), model=dataclasses.asdict(model_config))
+    through = RunDir.create(tmp_path / "through")
+    train_spide_lava(config, model_config, through)
+    resumed = RunDir.create(tmp_path / "resumed")
+    train_spide_lava(dataclasses.replace(config, epochs=1), model_config, resumed)
+    first = resumed.load_checkpoint()
+    assert first["epoch"] == 1
+    metrics = train_spide_lava(config, model_config, resumed, resume=True)
+    expected, actual = through.load_checkpoint(), resumed.load_checkpoint()
+    assert actual["epoch"] == expected["epoch"] == 2 and metrics["epochs"] == 2
+    assert not torch.equal(first["model"]["network.weights.0"], actual["model"]["network.weights.0"])  # it trained
+    for key, value in expected["model"].items():
+        assert actual["model"][key].dtype == torch.float64 and torch.equal(actual["model"][key], value), key
+    buffers = [(state["momentum_buffer"], actual["optimizer"]["state"][index]["momentum_buffer"])
+               for index, state in expected["optimizer"]["state"].items()]
+    assert buffers and all(torch.equal(a, b) for a, b in buffers)
+    assert actual["history"] == expected["history"]
+    assert [row["epoch"] for row in resumed.read_history()] == [1, 2]
+
+
 @pytest.mark.timeout(300)
 def test_dropout_masks_gate_the_forward_currents_backward_messages_and_update() -> None:
     """With dropout the graph draws one mask per edge and batch from numpy's generator (seeded by ``seed``); the
@@ -222,7 +254,7 @@ def test_dropout_masks_gate_the_forward_currents_backward_messages_and_update() 
                         seed=123) as graph:
         graph.train_batch(inputs, labels, LEARNING_RATE, learn=False)
         lava_gradients = graph.gradients()
-    rng, keep = np.random.default_rng(123), 0.7
+    rng, keep = np.random.default_rng((123, 0)), 0.7  # the graph's first batch: key 0
     masks = tuple(torch.from_numpy((rng.random((6, network.layer_shapes[edge.target][0])) < keep) / keep)
                   for edge in network.edges)
     model.train()

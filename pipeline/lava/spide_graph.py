@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -56,12 +56,15 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch for the graph: (S, n_in) constant inputs x̄, (S,) labels, the mode and learning rate."""
+    """One batch for the graph: (S, n_in) constant inputs x̄, (S,) labels, the mode and learning rate; ``key`` names
+    its dropout masks (a trainer passes the iteration number, so a resumed run draws the masks it would have drawn;
+    None: the graph's next, counting from 0 for each graph)."""
 
     inputs: np.ndarray
     labels: np.ndarray
     mode: int = LEARN
     learning_rate: float = 0.0
+    key: int | None = None
 
 
 def check_lava_spide(model: Any, backend: str) -> None:
@@ -91,18 +94,21 @@ class SPIDELavaGraph:
         batch_size: B, samples per window.
         momentum, weight_decay: the optimiser's (torch SGD's semantics; learning rates come with each batch).
         capacity: batches per Lava run (the pipes hold that many messages of B·n_in values).
-        seed: the dropout masks' generator.
+        seed: the dropout masks' generator (with each batch's key).
         fused: the fused, batched model (the CPU fast path) or the plain graph (one forward and one ternary
             population process and one PlasticDense per edge: the Loihi-shaped graph; one sample per window, a
             mini-batch of S samples runs as S windows that step once, at the last).
         fraction_bits: lava-fixed's weight unit 2^−q.
         timeout_s: kill the graph and raise if one run takes longer.
+        momentum_buffers: the optimiser's starting momentum buffers keyed like SPIDEModel's state_dict (as
+            ``export`` gives them: a checkpoint's, to resume); absent keys start at zero.
     """
 
     def __init__(self, model: Any, *, forward_steps: int, backend: str = "lava-float", batch_size: int,
                  momentum: float, fused: bool = True,
                  weight_decay: float, capacity: int = 8, seed: int = 0,
-                 fraction_bits: int = DEFAULT_FRACTION_BITS, timeout_s: float | None = None) -> None:
+                 fraction_bits: int = DEFAULT_FRACTION_BITS, timeout_s: float | None = None,
+                 momentum_buffers: Mapping[str, np.ndarray] | None = None) -> None:
         check_lava_spide(model, backend)
         if batch_size < 1 or capacity < 1 or forward_steps < 1:
             raise BackendError(f"forward_steps={forward_steps}, batch_size={batch_size} and capacity={capacity} "
@@ -126,6 +132,14 @@ class SPIDELavaGraph:
             self._weight_keys.append(f"network.weights.{index}")
             biases.append(None if bias_index is None else self._grid(network.biases[bias_index]))
             self._bias_keys.append(None if bias_index is None else f"network.biases.{bias_index}")
+        buffers = {key: np.asarray(value, dtype=np.float64) for key, value in (momentum_buffers or {}).items()}
+        names = {key: name for number in range(len(self.edges)) for key, name in
+                 ((self._weight_keys[number], weights_name(number)), (self._bias_keys[number], bias_name(number)))
+                 if key is not None}
+        readout_names = {"network.readout.weight": "readout_weight", "network.readout.bias": "readout_bias"}
+        unknown = set(buffers) - set(names) - set(readout_names)
+        if unknown:
+            raise BackendError(f"momentum buffers for parameters this model does not have: {sorted(unknown)}")
         neuron = config.neuron
         self.network = SPIDENetwork(
             input_size=self.input_size, layer_sizes=self.sizes, edges=self.edges, weights=weights, biases=biases,
@@ -134,7 +148,9 @@ class SPIDELavaGraph:
             vth_backward=config.backward_threshold, backward_subtraction=config.backward_subtraction,
             forward_steps=self.forward_steps, backward_steps=self.backward_steps, loss_scale=config.loss_scale,
             momentum=momentum, weight_decay=weight_decay, dropout=config.dropout, seed=seed, batch_size=window_batch,
-            fraction_bits=fraction_bits if self.fixed else None, name="spide_network",
+            fraction_bits=fraction_bits if self.fixed else None,
+            momentum_buffers={names[key]: value for key, value in buffers.items() if key in names},
+            name="spide_network",
         )
         readout = network.readout
         self.host = SPIDEHost(
@@ -142,6 +158,7 @@ class SPIDELavaGraph:
             weight=readout.weight.detach().double().numpy(), bias=readout.bias.detach().double().numpy(),
             forward_steps=self.forward_steps, backward_steps=self.backward_steps, loss_scale=config.loss_scale,
             momentum=momentum, weight_decay=weight_decay, batch_size=window_batch, capacity=capacity,
+            momentum_buffers={readout_names[key]: value for key, value in buffers.items() if key in readout_names},
             name="spide_host",
         )
         self.host.x_out.connect(self.network.x_in)
@@ -151,6 +168,7 @@ class SPIDELavaGraph:
                                    timeout_s=timeout_s)
         self.setup_seconds = 0.0
         self.run_seconds = 0.0
+        self._next_key = 0  # the key of the next batch that comes without one
 
     def _grid(self, tensor: torch.Tensor) -> np.ndarray:
         values = tensor.detach().to(torch.float64).numpy().copy()
@@ -181,6 +199,9 @@ class SPIDELavaGraph:
             labels = np.asarray(batch.labels)
             if not 1 <= len(labels) <= self.batch_size:
                 raise BackendError(f"a batch holds 1 … {self.batch_size} samples, got {len(labels)}")
+            if batch.mode != EVALUATE:
+                batch = replace(batch, key=self._next_key if batch.key is None else int(batch.key))
+                self._next_key = batch.key + 1
             for window in self._windows(batch):
                 pending.append((number, window, len(labels) if not self.fused else 0))
                 if len(pending) == self.capacity:
@@ -195,14 +216,16 @@ class SPIDELavaGraph:
         inputs = np.asarray(batch.inputs, dtype=np.float64).reshape(len(batch.labels), -1)
         labels = np.asarray(batch.labels)
         if self.fused:
-            return [Batch(inputs, labels, batch.mode, batch.learning_rate)]
+            return [Batch(inputs, labels, batch.mode, batch.learning_rate, batch.key)]
         modes = [batch.mode if batch.mode == EVALUATE else GRADIENT] * (len(labels) - 1) + [batch.mode]
-        return [Batch(inputs[i:i + 1], labels[i:i + 1], mode, batch.learning_rate) for i, mode in enumerate(modes)]
+        return [Batch(inputs[i:i + 1], labels[i:i + 1], mode, batch.learning_rate, batch.key)
+                for i, mode in enumerate(modes)]
 
     def _run_chunk(self, windows: Sequence[tuple[int, Batch, int]], results: list[BatchResult]) -> None:
         steps = 0
         for _, window, batch_samples in windows:
-            self.host.send_batch(window.mode, window.learning_rate, window.inputs, window.labels, batch_samples)
+            self.host.send_batch(window.mode, window.learning_rate, window.inputs, window.labels, batch_samples,
+                                 key=window.key or 0)
             steps += window_steps(window.mode, self.forward_steps, self.backward_steps)
         started = time.perf_counter()
         self.runtime.run(steps)

@@ -109,7 +109,7 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
         self.loss_scale, self.momentum = float(p["loss_scale"]), float(p["momentum"])
         self.weight_decay, self.dropout = float(p["weight_decay"]), float(p["dropout"])
         self.batch_size = int(p["batch_size"])
-        self.rng = np.random.default_rng(int(p["seed"]))
+        self.seed = int(p["seed"])
         self.step = 0  # the window step just run; 0 between windows
         self.mode, self.learning_rate, self.length = EVALUATE, 0.0, self.forward_steps
         self.restart_gradients = True  # the next window's gradient starts a new accumulation (after a step)
@@ -132,7 +132,7 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
                 self.export()
                 self.step = 0
                 return
-            self.begin(message[HEADER:].reshape(self.batch_size, self.input_size))
+            self.begin(message[HEADER:].reshape(self.batch_size, self.input_size), int(message[3]))
         if self.step <= self.forward_steps:
             self.forward_step()
             if self.step == self.forward_steps:
@@ -155,7 +155,7 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
                 arrays += [getattr(self, name).reshape(-1), getattr(self, f"velocity_{name}").reshape(-1)]
         self.parameters_out.send(np.concatenate(arrays))
 
-    def begin(self, inputs: np.ndarray) -> None:
+    def begin(self, inputs: np.ndarray, key: int) -> None:
         """Window step 1: this batch's effective weights, dropout masks and constant input current; zero state."""
         batch = self.batch_size
         self.mean_input = self.quantise_input(inputs)
@@ -171,7 +171,8 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
         self.masks_dropout = None
         if self.mode != EVALUATE and self.dropout > 0:
             keep = 1.0 - self.dropout
-            self.masks_dropout = [(self.rng.random((batch, self.sizes[t])) < keep) / keep for _, t in self.edges]
+            rng = np.random.default_rng((self.seed, key))  # the window's own stream (process.HEADER)
+            self.masks_dropout = [(rng.random((batch, self.sizes[t])) < keep) / keep for _, t in self.edges]
         self.input_current = [None] * len(self.edges)
         for number, (source, _) in enumerate(self.edges):
             if source < 0:

@@ -276,7 +276,10 @@ class SubSPIDENetworkModel(AbstractSubProcessModel):
                 bias=None if bias is None else np.asarray(bias, dtype=np.float64), is_input=source < 0,
                 capped=number == p["feedback_edge"], bound=p["feedback_norm_bound"], subtraction=subtraction,
                 loss_scale=p["loss_scale"], momentum=p["momentum"], weight_decay=p["weight_decay"],
-                fraction_bits=p["fraction_bits"], name=f"{proc.name}_plastic_{number}", **timing)
+                fraction_bits=p["fraction_bits"],
+                velocity_weights=getattr(proc, f"velocity_{weights_name(number)}").init,
+                velocity_bias=getattr(proc, f"velocity_{bias_name(number)}").init,
+                name=f"{proc.name}_plastic_{number}", **timing)
             setattr(self, f"plastic_{number}", synapse)
             controlled.append(synapse)
             synapse.a_out.connect(forward[target].a_in)

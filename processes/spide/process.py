@@ -4,7 +4,7 @@ connections) and the host side (input, readout, loss, injected gradient).
 One mini-batch is one window of T_f + T_b Lava steps (T_f for evaluation), the two processes exchanging messages at
 fixed window steps (k counts 1 … from the window's first step; B samples travel side by side):
 
-    k = 1            SPIDEHost sends [mode, lr, x] (B·n_in + 2)  ──► SPIDENetwork: restart, F·x̄ + b once
+    k = 1            SPIDEHost sends [header, x] (HEADER + B·n_in) ──► SPIDENetwork: restart, F·x̄ + b once
     k = 1 … T_f      forward phase (SPIDENetwork alone)
     k = T_f          SPIDENetwork sends a^N (B·n_N)              ──► SPIDEHost: readout, loss, g, readout step
     k = T_f + 1      SPIDEHost's g (sent at k = T_f)             ──► SPIDENetwork: backward phase starts
@@ -21,7 +21,7 @@ window: the Loihi-shaped graph), picked by ``select_sub_proc_model``; tests hold
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
@@ -36,9 +36,11 @@ from lava.magma.core.process.variable import Var
 EVALUATE, GRADIENT, LEARN = 0, 1, 2
 EXPORT = 3  # one step: the fused SPIDENetwork sends its parameters and momentum buffers to the host (a checkpoint)
 MODES = (EVALUATE, GRADIENT, LEARN, EXPORT)
-# [mode, learning rate, mini-batch size] before the payload of SPIDEHost's messages; a size of 0 means the window's
-# real samples (the fused model's mini-batch is its window), the plain graph gives the mini-batch's size.
-HEADER = 3
+# [mode, learning rate, mini-batch size, key] before the payload of SPIDEHost's messages; a size of 0 means the
+# window's real samples (the fused model's mini-batch is its window), the plain graph gives the mini-batch's size. The
+# key names the window's dropout masks (drawn from numpy's generator seeded by (seed, key)): a driver that numbers its
+# mini-batches by training iteration gets the same masks when it resumes a run as when it ran it through.
+HEADER = 4
 RESULT_HEADER = 3  # [loss sum, correct, samples] before the predictions of SPIDEHost's result message
 
 
@@ -109,10 +111,12 @@ class SPIDENetwork(AbstractProcess):
         loss_scale: the scale of the injected g; the optimiser sees the update divided by it.
         momentum, weight_decay: the optimiser's (learning rates arrive with each batch).
         dropout: variational dropout rate on every edge's current in modes GRADIENT and LEARN.
-        seed: seeds the dropout masks' generator.
+        seed: with each window's key (HEADER), seeds that window's dropout masks.
         batch_size: B.
         fraction_bits: None for floating_pt; fixed_pt holds weights and biases as integers in units of
             2^−fraction_bits (lavaflow.processes.spide.models says what each quantity carries).
+        momentum_buffers: the optimiser's starting momentum buffers by parameter Var name (``weights_<e>``,
+            ``bias_<e>``), e.g. a checkpoint's, so a resumed run steps as the uninterrupted one; absent: zeros.
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class SPIDENetwork(AbstractProcess):
         seed: int = 0,
         batch_size: int = 1,
         fraction_bits: int | None = None,
+        momentum_buffers: Mapping[str, np.ndarray] | None = None,
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
@@ -161,6 +166,10 @@ class SPIDENetwork(AbstractProcess):
                              f"batch_size={batch_size} must be positive")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        buffers = dict(momentum_buffers or {})
+        unknown = set(buffers) - {name(number) for number in range(len(edges)) for name in (weights_name, bias_name)}
+        if unknown:
+            raise ValueError(f"momentum_buffers for Vars this network does not have: {sorted(unknown)}")
         last = layer_sizes[-1]
         self.x_in = InPort(shape=(batch_size * int(input_size) + HEADER,))
         self.a_out = OutPort(shape=(batch_size * last,))
@@ -171,8 +180,11 @@ class SPIDENetwork(AbstractProcess):
             setattr(self, bias_name(number), Var(shape=(layer_sizes[target],),
                                                  init=np.zeros(layer_sizes[target]) if bias is None else bias))
             # the optimiser's momentum buffers and the last batch's gradient (ΔW/scale: diagnostics and tests)
-            setattr(self, f"velocity_{weights_name(number)}", Var(shape=shape, init=0))
-            setattr(self, f"velocity_{bias_name(number)}", Var(shape=(layer_sizes[target],), init=0))
+            for name, var_shape in ((weights_name(number), shape), (bias_name(number), (layer_sizes[target],))):
+                velocity = np.asarray(buffers.get(name, np.zeros(var_shape)), dtype=np.float64)
+                if velocity.shape != var_shape:
+                    raise ValueError(f"the momentum buffer of {name} has shape {velocity.shape}, expected {var_shape}")
+                setattr(self, f"velocity_{name}", Var(shape=var_shape, init=velocity))
             setattr(self, f"gradient_{weights_name(number)}", Var(shape=shape, init=0))
             setattr(self, f"gradient_{bias_name(number)}", Var(shape=(layer_sizes[target],), init=0))
         self.batches = Var(shape=(1,), init=0)  # windows with an optimiser step so far
@@ -203,9 +215,9 @@ class SPIDEHost(AbstractProcess):
     batch's real samples (padding rows carry label −1 and get g = 0). In modes GRADIENT and LEARN the readout's own
     gradient is ∂L/∂W_o, ∂L/∂b_o; mode LEARN steps it with the same momentum SGD as SPIDENetwork.
 
-    Batches arrive through an external pipe (``send_batch``), one message per window:
-    [mode, lr, labels (B), x (B·n_in)]; results leave through another (``receive_results``), one message per
-    window: [loss sum, correct, samples, predictions (B)]. With a mini-batch size in the header (the plain graph's
+    Batches arrive through an external pipe (``send_batch``), one message per window: [mode, lr, mini-batch size,
+    key, labels (B), x (B·n_in)]; results leave through another (``receive_results``), one message per window:
+    [loss sum, correct, samples, predictions (B)]. With a mini-batch size in the header (the plain graph's
     one-sample windows), ∂L/∂o carries 1/size and the readout's gradient accumulates until the LEARN window.
 
     Args:
@@ -216,6 +228,8 @@ class SPIDEHost(AbstractProcess):
         loss_scale, momentum, weight_decay: as SPIDENetwork's.
         batch_size: B.
         capacity: batches the input pipe (and the result pipe) hold.
+        momentum_buffers: the readout's starting momentum buffers (``readout_weight``, ``readout_bias``); absent:
+            zeros.
     """
 
     def __init__(
@@ -232,6 +246,7 @@ class SPIDEHost(AbstractProcess):
         weight_decay: float,
         batch_size: int,
         capacity: int,
+        momentum_buffers: Mapping[str, np.ndarray] | None = None,
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
@@ -255,16 +270,23 @@ class SPIDEHost(AbstractProcess):
         self.g_out = OutPort(shape=(batch_size * readout_size,))
         self.readout_weight = Var(shape=(classes, readout_size), init=weight)
         self.readout_bias = Var(shape=(classes,), init=bias)
-        self.velocity_readout_weight = Var(shape=(classes, readout_size), init=0)
-        self.velocity_readout_bias = Var(shape=(classes,), init=0)
+        buffers = dict(momentum_buffers or {})
+        if set(buffers) - {"readout_weight", "readout_bias"}:
+            raise ValueError(f"momentum_buffers for Vars the host does not have: {sorted(buffers)}")
+        for name, var_shape in (("readout_weight", (classes, readout_size)), ("readout_bias", (classes,))):
+            velocity = np.asarray(buffers.get(name, np.zeros(var_shape)), dtype=np.float64)
+            if velocity.shape != var_shape:
+                raise ValueError(f"the momentum buffer of {name} has shape {velocity.shape}, expected {var_shape}")
+            setattr(self, f"velocity_{name}", Var(shape=var_shape, init=velocity))
         self.batches = Var(shape=(1,), init=0)
         self.capacity = int(capacity)
         self._sizes = (int(batch_size), int(input_size))
 
     def send_batch(self, mode: int, learning_rate: float, inputs: np.ndarray, labels: np.ndarray,
-                   batch_samples: int = 0) -> int:
+                   batch_samples: int = 0, key: int = 0) -> int:
         """Host side: queue one window, (S ≤ B, n_in) inputs and (S,) integer labels; ``batch_samples``: the
-        mini-batch's size when it spans several windows (0: this window's S). Returns S.
+        mini-batch's size when it spans several windows (0: this window's S); ``key`` (0 … 2^53): names the window's
+        dropout masks (HEADER). Returns S.
 
         Raises:
             RuntimeError: the runtime does not exist yet (the pipe is made when it is created).
@@ -282,12 +304,14 @@ class SPIDEHost(AbstractProcess):
                              f"{inputs.shape} and {labels.shape}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not 0 <= key < 2**53:  # it travels as a float64
+            raise ValueError(f"key must lie in [0, 2^53), got {key}")
         padded_labels = np.full(batch_size, -1.0)
         padded_labels[:samples] = labels
         padded = np.zeros((batch_size, input_size))
         padded[:samples] = inputs
         port.external_pipe_csp_send_port.send(
-            np.concatenate([[float(mode), float(learning_rate), float(batch_samples)], padded_labels,
+            np.concatenate([[float(mode), float(learning_rate), float(batch_samples), float(key)], padded_labels,
                             padded.reshape(-1)]))
         return samples
 
@@ -415,12 +439,14 @@ class PlasticDense(AbstractProcess):
         subtraction: D; loss_scale, momentum, weight_decay: as SPIDENetwork's.
         forward_steps, backward_steps: T_f, T_b.
         fraction_bits: None (float) or q (fixed point: x̄ on 8 bits, weights on 2^−q).
+        velocity_weights, velocity_bias: the optimiser's starting momentum buffers (None: zeros).
     """
 
     def __init__(self, *, input_size: int, output_size: int, message_size: int, weights: np.ndarray,
                  bias: np.ndarray | None, is_input: bool, capped: bool, bound: float, subtraction: float,
                  loss_scale: float, momentum: float, weight_decay: float, forward_steps: int, backward_steps: int,
-                 fraction_bits: int | None = None, name: str | None = None,
+                 fraction_bits: int | None = None, velocity_weights: np.ndarray | None = None,
+                 velocity_bias: np.ndarray | None = None, name: str | None = None,
                  log_config: LogConfig | None = None) -> None:
         super().__init__(is_input=bool(is_input), has_bias=bias is not None, capped=bool(capped), bound=float(bound),
                          subtraction=float(subtraction), loss_scale=float(loss_scale), momentum=float(momentum),
@@ -439,7 +465,7 @@ class PlasticDense(AbstractProcess):
         self.error_in = InPort(shape=(output_size,))
         self.weights = Var(shape=shape, init=np.asarray(weights))
         self.bias = Var(shape=(output_size,), init=np.zeros(output_size) if bias is None else bias)
-        self.velocity_weights = Var(shape=shape, init=0)
-        self.velocity_bias = Var(shape=(output_size,), init=0)
+        self.velocity_weights = Var(shape=shape, init=0 if velocity_weights is None else np.asarray(velocity_weights))
+        self.velocity_bias = Var(shape=(output_size,), init=0 if velocity_bias is None else np.asarray(velocity_bias))
         self.gradient_weights = Var(shape=shape, init=0)
         self.gradient_bias = Var(shape=(output_size,), init=0)
