@@ -44,6 +44,9 @@ from lavaflow.models.netspec import INPUT, Connection, Conv, Dense, Input, NetSp
 POOL = "A"  # a 2×2 average pool, stride 2, in a features list (Rathi's cfg notation)
 POOL_SIZE = 2
 NEURONS = ("soft_reset", "cuba")
+# "stdb": Rathi's α·exp(−β·Δt), made for fine-tuning a converted net whose neurons already fire; "voltage": the usual
+# BPTT surrogate α·max(0, 1 − |v − θ|/θ)/θ, which reaches silent neurons too (training from scratch).
+SURROGATES = ("stdb", "voltage")
 # Δt of a neuron that has not fired yet in this sample, at the sample's first step: Rathi's "last spike" starts
 # 1000 steps before the step before the first one, so the surrogate of a silent neuron is α·exp(−β·(t + 999)),
 # about 1.4e-5 at the defaults (α = 0.3, β = 0.01): effectively no gradient until the neuron fires.
@@ -113,6 +116,27 @@ class STDBGradient(torch.autograd.Function):
         return None, grad * ctx.scale * torch.exp(-ctx.beta * since), None, None, None, None
 
 
+class VoltageGradient(torch.autograd.Function):
+    """Identity on the spikes forward; backward sends grad · α·max(0, 1 − |v − θ|/θ)/θ to the pre-reset voltage v:
+    the triangular surrogate of surrogate-gradient BPTT, nonzero near threshold whether or not the neuron fired."""
+
+    @staticmethod
+    def forward(ctx: Any, spikes: Tensor, voltage: Tensor, alpha: float, threshold: float) -> Tensor:
+        ctx.save_for_backward(voltage.detach())
+        ctx.alpha, ctx.threshold = alpha, threshold
+        return spikes.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (voltage,) = ctx.saved_tensors
+        return None, grad * voltage_surrogate(voltage, ctx.alpha, ctx.threshold), None, None
+
+
+def voltage_surrogate(voltage: Tensor, alpha: float, threshold: float) -> Tensor:
+    """ds/dv = α·max(0, 1 − |v − θ|/θ)/θ: the derivative VoltageGradient uses."""
+    return alpha * torch.clamp(1.0 - (voltage - threshold).abs() / threshold, min=0.0) / threshold
+
+
 def stdb_surrogate(since: Tensor, alpha: float, beta: float, threshold: float) -> Tensor:
     """ds/dv = α·exp(−β·Δt)/θ: the derivative STDBGradient uses, for inspection and tests."""
     return alpha * torch.exp(-beta * since) / threshold
@@ -124,12 +148,13 @@ def next_since(since: Tensor, spikes: Tensor) -> Tensor:
 
 
 class SNNNeuron(NamedTuple):
-    """The spiking neuron of every hidden layer: its kind, leak λ and STDB surrogate (α, β)."""
+    """The spiking neuron of every hidden layer: its kind, leak λ and surrogate (SURROGATES; α, β)."""
 
     kind: str = "soft_reset"  # "soft_reset" (the paper's) or "cuba" (Lava's LIF, reset to zero: deploy-exact)
     leak: float = 1.0  # λ, the voltage kept per step (1: IF)
     alpha: float = 0.3
     beta: float = 0.01
+    surrogate: str = "stdb"
 
 
 class SNNResult(NamedTuple):
@@ -165,7 +190,10 @@ def spiking_step(state: LayerState, current: Tensor, threshold: float, voltage_d
     else:
         raise ConfigError(f"neuron kind {neuron.kind!r} is not one of {NEURONS}")
     if torch.is_grad_enabled() and before_reset.requires_grad:
-        spikes = STDBGradient.apply(spikes, before_reset, state.since, neuron.alpha, neuron.beta, threshold)
+        if neuron.surrogate == "voltage":
+            spikes = VoltageGradient.apply(spikes, before_reset, neuron.alpha, threshold)
+        else:
+            spikes = STDBGradient.apply(spikes, before_reset, state.since, neuron.alpha, neuron.beta, threshold)
     state.since = next_since(state.since, spikes.detach())
     return spikes
 
@@ -183,6 +211,8 @@ class VGGTwins(nn.Module):
         super().__init__()
         if neuron.kind not in NEURONS:
             raise ConfigError(f"model.neuron must be one of {NEURONS}, got {neuron.kind!r}")
+        if neuron.surrogate not in SURROGATES:
+            raise ConfigError(f"model.surrogate must be one of {SURROGATES}, got {neuron.surrogate!r}")
         if not 0.0 < neuron.leak <= 1.0:
             raise ConfigError(f"model.leak (λ, the voltage kept per step) must lie in (0, 1], got {neuron.leak}")
         self.architecture, self.neuron = architecture, neuron

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from lavaflow.models.errors import ConfigError, LavaflowError
 from lavaflow.models.netspec import INPUT, Conv, Dense, NetSpec
-from lavaflow.models.vgg import NEURONS, SNNNeuron, VGGArchitecture, VGGTwins
+from lavaflow.models.vgg import NEURONS, SURROGATES, SNNNeuron, VGGArchitecture, VGGTwins
 from lavaflow.pipeline.config import TrainConfig, config_to_yaml
 from lavaflow.pipeline.data import Encoding, Kind, encode, load_data
 from lavaflow.pipeline.methods import Method
@@ -84,6 +84,8 @@ class STDBConfig:
             "cuba" (Lava's LIF, reset to zero: the deploy-exact option lava-dl netx runs unchanged).
         leak: λ, the voltage kept per step (1: IF, the paper's default).
         alpha, beta: the STDB surrogate α·exp(−β·Δt).
+        surrogate: "stdb" (the paper's, for fine-tuning) or "voltage" (α·max(0, 1 − |v − θ|/θ)/θ, surrogate-gradient
+            BPTT's: what a net trained from scratch needs, since STDB's reaches no neuron that has not fired).
         threshold_scale: thresholds = scale × balanced statistic (0.6-0.8 for T ≥ 100, smaller for small T).
         balance_statistic: "max" (the paper's) or "percentile" of the positive input values.
         balance_percentile: the percentile, in (0, 100], for "percentile".
@@ -104,6 +106,7 @@ class STDBConfig:
     leak: float = 1.0
     alpha: float = 0.3
     beta: float = 0.01
+    surrogate: str = "stdb"
     threshold_scale: float = 0.7
     balance_statistic: str = "max"
     balance_percentile: float = 99.9
@@ -123,6 +126,8 @@ class STDBConfig:
         self.architecture()  # checks features, classifier, kernel and dropouts
         if self.neuron not in NEURONS:
             raise ConfigError(f"model.neuron must be one of {NEURONS}, got {self.neuron!r}")
+        if self.surrogate not in SURROGATES:
+            raise ConfigError(f"model.surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
         if self.balance_statistic not in STATISTICS:
             raise ConfigError(f"model.balance_statistic must be one of {STATISTICS}, got {self.balance_statistic!r}")
         if self.ann_optimizer not in ("sgd", "adam"):
@@ -146,7 +151,7 @@ class STDBConfig:
                                self.classifier_dropout)
 
     def snn_neuron(self) -> SNNNeuron:
-        return SNNNeuron(self.neuron, self.leak, self.alpha, self.beta)
+        return SNNNeuron(self.neuron, self.leak, self.alpha, self.beta, self.surrogate)
 
 
 def build(config: STDBConfig, input_shape: tuple[int, ...], num_classes: int, time_steps: int,

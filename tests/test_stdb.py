@@ -147,6 +147,28 @@ def test_stdb_surrogate_and_its_dt_bookkeeping_equal_hand_computed_values(kind: 
         np.testing.assert_allclose(float(current.grad), expected, rtol=1e-12, err_msg=f"step {tau}")
 
 
+def test_voltage_surrogate_reaches_silent_neurons_and_equals_hand_computed_values() -> None:
+    """surrogate "voltage" (training from scratch): ds/dv = α·max(0, 1 − |v − θ|/θ)/θ at each step's pre-reset v,
+    nonzero for a neuron that never fired, where STDB's is ~1e-5."""
+    threshold, alpha = 2.0, 0.3
+    fractions = (0.6, 0.6, 0.6, 0.0, 1.2, 0.3)  # currents in units of θ = 2
+    currents = [torch.tensor([[2 * c]], dtype=torch.float64, requires_grad=True) for c in fractions]
+    weights = [1.0, 2.0, 3.0, 5.0, 7.0, 11.0]
+    state = LayerState((1, 1), currents[0].detach(), "soft_reset")
+    neuron = SNNNeuron("soft_reset", 1.0, alpha, 0.01, "voltage")
+    spikes = [spiking_step(state, current, threshold, 0.0, neuron) for current in currents]
+    assert [int(s) for s in spikes] == [0, 1, 0, 0, 1, 1]
+    before_reset = [2 * v for v in (0.6, 1.2, 0.8, 0.8, 2.0, 1.3)]  # v/θ before each step's reset (see above)
+    surrogate = [alpha * max(0.0, 1 - abs(v - threshold) / threshold) / threshold for v in before_reset]
+    assert surrogate[0] > 0.05  # silent so far, and still a gradient
+    sum(w * s for w, s in zip(weights, spikes, strict=True)).sum().backward()
+    for tau, current in enumerate(currents):
+        expected = sum(weights[t] * surrogate[t] for t in range(tau, len(currents)))
+        np.testing.assert_allclose(float(current.grad), expected, rtol=1e-12, err_msg=f"step {tau}")
+    with pytest.raises(ConfigError, match="surrogate"):
+        stdb.STDBConfig(surrogate="sigmoid")
+
+
 # ------------------------------------------------------------------------------------------ conversion
 def test_converted_net_approaches_the_ann_within_the_derived_bound() -> None:
     """One spiking conv layer (pooled) into the output integrator, direct input, θ = the largest input (scale 1).
