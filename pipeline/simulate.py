@@ -8,7 +8,10 @@ the network). What Lava cannot run is found before any simulation starts; long r
 terminal (Lava runs go in chunks of samples for it).
 
 Spike agreement is the fraction of samples whose output spike counts (the readout's source population) equal the
-reference simulator's in the same precision: float for lava-float, the quantised network for lava-fixed.
+reference simulator's in the same precision: float for lava-float, the quantised network for lava-fixed. A readout
+that reads a potential (stdb's) has no output spikes to compare: there agreement is the fraction of samples whose
+readout potentials (the logits) equal the reference's, to 1e-9 relative (float summation order) — they equal it
+only if every spike before them did.
 
 Which samples, and which metrics.json keys:
 
@@ -182,20 +185,31 @@ def reference(spec: NetSpec | FixedNetSpec, inputs: np.ndarray, batch_size: int 
 
 
 def _lava(spec: NetSpec | FixedNetSpec, inputs: np.ndarray, backend: str, fused: bool
-          ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(readout-source counts, predictions, seconds) of a Lava run, in chunks so that progress can be shown."""
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(readout-source counts, logits, predictions, seconds) of a Lava run, in chunks so that progress can be
+    shown."""
     from lavaflow.pipeline.lava.run import run_lava
 
     chunk = LAVA_CHUNK[fused]
-    counts, predictions, seconds = [], [], 0.0
+    counts, logits, predictions, seconds = [], [], [], 0.0
     with progress(inputs.shape[1], backend) as bar:
         for start in range(0, inputs.shape[1], chunk):
             result = run_lava(spec, inputs[:, start : start + chunk], backend=backend, fused=fused, batch_size=256)
             counts.append(result.counts[spec.readout.source])
+            logits.append(result.logits)
             predictions.append(result.predictions)
             seconds += result.seconds
             bar.update(len(result.predictions))
-    return np.concatenate(counts), np.concatenate(predictions), seconds
+    return np.concatenate(counts), np.concatenate(logits), np.concatenate(predictions), seconds
+
+
+def agreement(spec: Spec, counts: np.ndarray, logits: np.ndarray, oracle: SimulationResult) -> np.ndarray:
+    """Per sample: the run equals the reference (module docstring): output spike counts, or for a potential readout
+    the logits to 1e-9 relative."""
+    if spec.readout.quantity == "potential":
+        scale = float(np.max(np.abs(oracle.logits), initial=0.0))
+        return np.all(np.abs(logits - oracle.logits) <= 1e-9 * max(scale, 1e-12), axis=1)
+    return np.all(counts == oracle.counts[spec.readout.source], axis=1)
 
 
 def _check_backends(spec: Spec, backends: Sequence[str]) -> None:
@@ -360,16 +374,16 @@ def _simulate_one(run_dir: RunDir, spec: Spec, backend: str, samples: Samples, *
     oracle_seconds = time.perf_counter() - started
     source = spec.readout.source
     if backend == "torch":
-        counts, predictions, seconds = oracle.counts[source], oracle.predictions, oracle_seconds
+        counts, logits, predictions, seconds = oracle.counts[source], oracle.logits, oracle.predictions, oracle_seconds
     else:
-        counts, predictions, seconds = _lava(simulated, inputs, backend, fused=not plain_graph)
+        counts, logits, predictions, seconds = _lava(simulated, inputs, backend, fused=not plain_graph)
     if plots:
         _plot(run_dir, simulated, backend, inputs, targets)
     count = len(targets)
     suffix = samples.suffix
     figures = {
         f"test_accuracy_{backend}{suffix}": float(np.mean(predictions == targets)),
-        f"spike_agreement_{backend}{suffix}": float(np.mean(np.all(counts == oracle.counts[source], axis=1))),
+        f"spike_agreement_{backend}{suffix}": float(np.mean(agreement(simulated, counts, logits, oracle))),
         f"samples_per_second_{backend}{suffix}": count / seconds,
         f"simulate_seconds_{backend}{suffix}": seconds,
         f"simulate_samples_{backend}{suffix}": count,
@@ -429,7 +443,8 @@ def format_table(metrics: dict[str, Any], backends: Sequence[str], samples: Samp
         key = f"{backend}{suffix}"
         lines.append(f"{backend:<11}{metrics[f'test_accuracy_{key}']:>9.2%}{metrics[f'spike_agreement_{key}']:>11.2%}"
                      f"{metrics[f'samples_per_second_{key}']:>11.0f}{metrics[f'output_spikes_per_sample_{key}']:>22.1f}")
-    lines.append("agreement: samples whose output spike counts equal the reference simulator's in the same precision")
+    lines.append("agreement: samples whose output spike counts (for a potential readout: logits) equal the reference "
+                 "simulator's in the same precision")
     lines.append(f"metrics.json: test_accuracy_<backend>{suffix}, spike_agreement_<backend>{suffix}, "
                  f"samples_per_second_<backend>{suffix}, ...")
     lines.append("plots: plots/raster_<backend>.png, plots/firing_rates_<backend>.png"

@@ -141,10 +141,31 @@ def test_lava_runs_in_chunks_and_keeps_the_sample_order(monkeypatch: pytest.Monk
     monkeypatch.setattr(lava_run, "run_lava", fake_run_lava)
     monkeypatch.setitem(simulate.LAVA_CHUNK, True, 10)
     inputs = np.broadcast_to(np.arange(25.0)[None, :, None], (4, 25, 4))
-    counts, predictions, seconds = simulate._lava(_tiny_spec(), inputs, "lava-float", fused=True)
+    counts, logits, predictions, seconds = simulate._lava(_tiny_spec(), inputs, "lava-float", fused=True)
     assert calls == [10, 10, 5]
     assert predictions.tolist() == list(range(25)) and counts[:, 0].tolist() == list(range(25))
-    assert seconds == 3.0
+    assert logits.shape == (25, 3) and seconds == 3.0
+
+
+def test_a_potential_readout_agrees_by_its_logits_not_by_its_absent_output_spikes() -> None:
+    """stdb's readout reads a potential, so its source never spikes: equal (zero) output counts would make agreement
+    a check that cannot fail. Agreement compares the logits there, to 1e-9 relative; spike counts otherwise."""
+    from types import SimpleNamespace
+
+    from lavaflow.models.reference import SimulationResult
+
+    silent = np.zeros((3, 4), dtype=np.int64)
+    reference_logits = np.array([[1.0, -2.0], [0.5, 0.25], [3.0, 3.0]])
+    oracle = SimulationResult({"out": silent}, np.zeros((3, 4)), reference_logits, np.zeros(3, dtype=np.int64), {})
+    potential = SimpleNamespace(readout=SimpleNamespace(quantity="potential", source="out"))
+    logits = reference_logits.copy()
+    logits[1, 0] += 1e-6  # one sample off in its sixth digit
+    logits[2, 1] += 1e-12  # summation order: still equal
+    assert simulate.agreement(potential, silent, logits, oracle).tolist() == [True, False, True]
+    rate = SimpleNamespace(readout=SimpleNamespace(quantity="rate", source="out"))
+    counts = silent.copy()
+    counts[0, 2] = 1
+    assert simulate.agreement(rate, counts, logits, oracle).tolist() == [False, True, True]  # counts decide
 
 
 def test_simulate_help_teaches_defaults_keys_and_files(capsys: pytest.CaptureFixture[str]) -> None:
