@@ -1,4 +1,4 @@
-"""Benchmark: IDE F400, T = 5 on the full Fashion-MNIST with the preset recipe (100 epochs; quick: 3 epochs).
+"""Benchmark: IDE F400, T = 5 on the full Fashion-MNIST with the preset recipe (45 epochs; quick: 3 epochs).
 
 Each seed trains into its own resumable run dir (``runs/bench-ide-fmnist[-quick][-<config>]-seed<n>``: a killed
 benchmark continues where it stopped), and the report gives, per seed and over the seeds, the final and best test
