@@ -62,6 +62,7 @@ from lavaflow.pipeline.training import (
     make_optimizer,
     progress,
     resolve_encoding,
+    restore_checkpoint,
     thread_count,
     train_step,
 )
@@ -403,16 +404,7 @@ def train_stages(config: TrainConfig, model_config: STDBConfig, method: Method, 
             raise LavaflowError(f"the checkpoint {run_dir.file(RunDir.CHECKPOINT)} holds no stdb stage; resume it "
                                 "with its own method, or train into another --out directory")
         stage = _stage("ann" if stage_name == "ann" else "stdb", model, config, model_config, encoding, iterations)
-        try:
-            model.load_state_dict(state["model"])
-            stage.optimizer.load_state_dict(state["optimizer"])
-            stage.scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as error:
-            raise LavaflowError(
-                f"the checkpoint {run_dir.file(RunDir.CHECKPOINT)} does not fit the network this config builds "
-                f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}); resume "
-                "with the run's own config.yaml, or train into another --out directory"
-            ) from None
+        restore_checkpoint(run_dir, state, model, stage.optimizer, stage.scheduler)
         apply_hyperparameters(stage.optimizer, stage.scheduler, stage.settings, iterations)  # a resume may lower lr
         history = [{key: row[key] for key in (*HISTORY_KEYS, "stage")} for row in state["history"]]
         conversion = {key: float(value) for key, value in state.get("conversion", {}).items()}

@@ -359,6 +359,13 @@ def check_run_dir(run_dir: RunDir, config: TrainConfig, *, resume: bool, overwri
     return None
 
 
+def trained_with(run_dir: RunDir, config: TrainConfig) -> bool:
+    """The run dir's config.yaml says ``config`` (model keys added since it was written read as their defaults)."""
+    previous = _with_model_defaults(_previous_config(run_dir), config)
+    current = _plain(config_dict(config))
+    return bool(previous) and all(_plain(previous.get(key)) == value for key, value in current.items())
+
+
 def _previous_config(run_dir: RunDir) -> dict[str, Any]:
     path = run_dir.file(RunDir.CONFIG)
     return read_yaml(path) if path.is_file() else {}

@@ -315,3 +315,25 @@ def test_presets_resolve(monkeypatch, data: str) -> None:
     model = stdb.build(model_config, (1, 28, 28) if data != "digits" else (1, 8, 8), 10, config.time_steps,
                        torch.Generator().manual_seed(0))
     assert model.num_spiking == len(model_config.classifier) + sum(f != "A" for f in model_config.features)
+
+
+def test_a_finished_bench_run_is_reported_without_re_running(tmp_path) -> None:
+    """bench stdb's runs take hours: one already trained to its end with the same config (model keys added since read
+    as their defaults) is reported from its metrics; another config, or an unfinished run, is resumed."""
+    from lavaflow.pipeline.benchmarks.stdb import _finished
+    from lavaflow.pipeline.config import config_to_yaml, resolve_config
+    from lavaflow.pipeline.training import trained_with
+
+    config, _, _ = resolve_config("stdb", "fashion-mnist")
+    run_dir = RunDir.create(tmp_path / "run")
+    assert not trained_with(run_dir, config) and _finished(run_dir, config) is None
+    text = config_to_yaml(config)
+    assert "  surrogate: stdb\n" in text
+    run_dir.write_config(text.replace("  surrogate: stdb\n", ""))  # written before model.surrogate existed
+    assert trained_with(run_dir, config)
+    assert not trained_with(run_dir, dataclasses.replace(config, learning_rate=1e-3))
+    run_dir.update_metrics({"epochs": config.epochs - 1, "test_accuracy": 0.5})
+    assert _finished(run_dir, config) is None  # not at its end yet
+    run_dir.update_metrics({"epochs": config.epochs})
+    assert _finished(run_dir, config) == {"epochs": config.epochs, "test_accuracy": 0.5}
+    assert _finished(run_dir, dataclasses.replace(config, epochs=config.epochs + 2)) is None
