@@ -35,6 +35,7 @@ from lavaflow.processes.spide.process import (
     EVALUATE,
     EXPORT,
     HEADER,
+    KEY_FIELD,
     LEARN,
     RESULT_HEADER,
     SPIDEHost,
@@ -132,7 +133,7 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
                 self.export()
                 self.step = 0
                 return
-            self.begin(message[HEADER:].reshape(self.batch_size, self.input_size), int(message[3]))
+            self.begin(message[HEADER:].reshape(self.batch_size, self.input_size), int(message[KEY_FIELD]))
         if self.step <= self.forward_steps:
             self.forward_step()
             if self.step == self.forward_steps:

@@ -41,6 +41,7 @@ MODES = (EVALUATE, GRADIENT, LEARN, EXPORT)
 # key names the window's dropout masks (drawn from numpy's generator seeded by (seed, key)): a driver that numbers its
 # mini-batches by training iteration gets the same masks when it resumes a run as when it ran it through.
 HEADER = 4
+KEY_FIELD = 3  # where the key sits in the header
 RESULT_HEADER = 3  # [loss sum, correct, samples] before the predictions of SPIDEHost's result message
 
 
@@ -73,6 +74,21 @@ def parameter_layout(edges: Sequence[tuple[int, int]], input_size: int,
         for name, var_shape in ((weights_name(number), shape), (bias_name(number), (layer_sizes[target],))):
             layout += [(name, var_shape), (f"velocity_{name}", var_shape)]
     return layout
+
+
+def _velocity_vars(process: AbstractProcess, buffers: Mapping[str, np.ndarray] | None,
+                   shapes: dict[str, tuple[int, ...]]) -> None:
+    """The optimiser's momentum buffer ``velocity_<name>`` of each parameter Var in ``shapes`` (name → shape), from
+    ``buffers`` (a checkpoint's, by parameter name) or zeros."""
+    buffers = dict(buffers or {})
+    unknown = set(buffers) - set(shapes)
+    if unknown:
+        raise ValueError(f"momentum_buffers for Vars {type(process).__name__} does not have: {sorted(unknown)}")
+    for name, shape in shapes.items():
+        velocity = np.asarray(buffers.get(name, np.zeros(shape)), dtype=np.float64)
+        if velocity.shape != tuple(shape):
+            raise ValueError(f"the momentum buffer of {name} has shape {velocity.shape}, expected {tuple(shape)}")
+        setattr(process, f"velocity_{name}", Var(shape=tuple(shape), init=velocity))
 
 
 class SPIDENetwork(AbstractProcess):
@@ -166,10 +182,6 @@ class SPIDENetwork(AbstractProcess):
                              f"batch_size={batch_size} must be positive")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        buffers = dict(momentum_buffers or {})
-        unknown = set(buffers) - {name(number) for number in range(len(edges)) for name in (weights_name, bias_name)}
-        if unknown:
-            raise ValueError(f"momentum_buffers for Vars this network does not have: {sorted(unknown)}")
         last = layer_sizes[-1]
         self.x_in = InPort(shape=(batch_size * int(input_size) + HEADER,))
         self.a_out = OutPort(shape=(batch_size * last,))
@@ -179,14 +191,11 @@ class SPIDENetwork(AbstractProcess):
             setattr(self, weights_name(number), Var(shape=shape, init=np.asarray(weight)))
             setattr(self, bias_name(number), Var(shape=(layer_sizes[target],),
                                                  init=np.zeros(layer_sizes[target]) if bias is None else bias))
-            # the optimiser's momentum buffers and the last batch's gradient (ΔW/scale: diagnostics and tests)
-            for name, var_shape in ((weights_name(number), shape), (bias_name(number), (layer_sizes[target],))):
-                velocity = np.asarray(buffers.get(name, np.zeros(var_shape)), dtype=np.float64)
-                if velocity.shape != var_shape:
-                    raise ValueError(f"the momentum buffer of {name} has shape {velocity.shape}, expected {var_shape}")
-                setattr(self, f"velocity_{name}", Var(shape=var_shape, init=velocity))
+            # the last batch's gradient (ΔW/scale: diagnostics and tests)
             setattr(self, f"gradient_{weights_name(number)}", Var(shape=shape, init=0))
             setattr(self, f"gradient_{bias_name(number)}", Var(shape=(layer_sizes[target],), init=0))
+        _velocity_vars(self, momentum_buffers, {name: shape for name, shape in parameter_layout(
+            edges, int(input_size), layer_sizes) if not name.startswith("velocity_")})
         self.batches = Var(shape=(1,), init=0)  # windows with an optimiser step so far
         # A checkpoint leaves through a pipe (one message, mode EXPORT): Var.get moves only ~20k values/s.
         self._layout = parameter_layout(edges, int(input_size), layer_sizes)
@@ -270,14 +279,7 @@ class SPIDEHost(AbstractProcess):
         self.g_out = OutPort(shape=(batch_size * readout_size,))
         self.readout_weight = Var(shape=(classes, readout_size), init=weight)
         self.readout_bias = Var(shape=(classes,), init=bias)
-        buffers = dict(momentum_buffers or {})
-        if set(buffers) - {"readout_weight", "readout_bias"}:
-            raise ValueError(f"momentum_buffers for Vars the host does not have: {sorted(buffers)}")
-        for name, var_shape in (("readout_weight", (classes, readout_size)), ("readout_bias", (classes,))):
-            velocity = np.asarray(buffers.get(name, np.zeros(var_shape)), dtype=np.float64)
-            if velocity.shape != var_shape:
-                raise ValueError(f"the momentum buffer of {name} has shape {velocity.shape}, expected {var_shape}")
-            setattr(self, f"velocity_{name}", Var(shape=var_shape, init=velocity))
+        _velocity_vars(self, momentum_buffers, {"readout_weight": (classes, readout_size), "readout_bias": (classes,)})
         self.batches = Var(shape=(1,), init=0)
         self.capacity = int(capacity)
         self._sizes = (int(batch_size), int(input_size))
