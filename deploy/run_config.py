@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-
-from lava.magma.core.process.process import AbstractProcess
-from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg, RunConfig
-from lava.utils import loihi
+from typing import TYPE_CHECKING
 
 from lavaflow.models.errors import BackendError
+
+if TYPE_CHECKING:  # Lava is imported when a configuration is made: the backend names must stay cheap to import
+    from lava.magma.core.process.process import AbstractProcess
+    from lava.magma.core.run_configs import RunConfig
 
 # Backend name → the model tag Lava selects. floating_pt runs float parameters; fixed_pt the bit-accurate integer
 # models, which is what Loihi 2 executes and what netx graphs need (research/lava.md §4.4).
@@ -41,6 +42,12 @@ def run_config(
     """
     if not isinstance(backend, str):
         raise BackendError(f"backend must be a name, one of {', '.join(BACKENDS)}; got {backend!r}")
+    from lavaflow.processes.lava_runtime import import_lava_runtime
+
+    import_lava_runtime()
+    from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
+    from lava.utils import loihi
+
     if backend in SIMULATOR_TAGS:
         config = Loihi2SimCfg(
             select_tag=SIMULATOR_TAGS[backend], select_sub_proc_model=select_sub_proc_model, loglevel=logging.WARNING

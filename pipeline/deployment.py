@@ -229,9 +229,6 @@ def verify_bundle(path: str | Path, backend: str = "lava-fixed", *, plain_graph:
         return _verify_hardware(bundle, timeout_s)
     if netx and bundle.netx is None:
         raise BackendError(f"--netx: the bundle has no netx file ({bundle.manifest['netx']['reason']})")
-    from lavaflow.pipeline.lava.compat import import_lava_runtime
-
-    import_lava_runtime()
     from lavaflow.pipeline.lava.run import run_lava
 
     golden, spec = bundle.golden, bundle.spec

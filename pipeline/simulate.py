@@ -225,9 +225,6 @@ def _check_backends(spec: Spec, backends: Sequence[str]) -> None:
     lava = [b for b in backends if b != "torch"]
     if not lava:
         return
-    from lavaflow.pipeline.lava.compat import import_lava_runtime
-
-    import_lava_runtime()
     from lavaflow.deploy.lowering import check_lava_export
     from lavaflow.deploy.run_config import HARDWARE, run_config
 

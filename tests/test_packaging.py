@@ -109,3 +109,45 @@ def test_ruff_clean() -> None:
         pytest.skip("ruff is not installed in this environment")
     result = subprocess.run([ruff, "check", "--no-cache", str(REPO)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Every lavaflow module that imports Lava at the top, imported after something fixed the start method: what a
+# training run's progress bar does before `simulate` (Lava's own import would raise "context has already been set").
+_AFTER_FORK = """
+import importlib, multiprocessing, sys
+multiprocessing.set_start_method("fork")
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+from lavaflow.deploy.run_config import run_config
+run_config("lava-float")
+"""
+_AFTER_SPAWN = """
+import multiprocessing
+multiprocessing.set_start_method("spawn")
+try:
+    import lavaflow.pipeline.lava.run
+except RuntimeError as error:
+    print(error)
+"""
+
+
+def _imports_lava(path: Path) -> bool:
+    return any(isinstance(node, (ast.Import, ast.ImportFrom)) and node.col_offset == 0
+               and (getattr(node, "module", None) or node.names[0].name).split(".")[0] == "lava"
+               for node in ast.parse(path.read_text()).body)
+
+
+def test_lava_modules_import_in_any_order_after_fork_was_chosen() -> None:
+    names = [name for name, path in _modules().items() if _imports_lava(path)]
+    assert "lavaflow.pipeline.lava.session" in names and "lavaflow.processes.cuba.models" in names
+    # The ones whose top-level Lava import comes first in the process: no guard of their own runs before it.
+    result = subprocess.run([sys.executable, "-c", _AFTER_FORK, *sorted(names)], capture_output=True, text=True,
+                            cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_lava_refuses_another_start_method_with_the_fix() -> None:
+    result = subprocess.run([sys.executable, "-c", _AFTER_SPAWN], capture_output=True, text=True, cwd=REPO,
+                            timeout=600)
+    assert "needs the 'fork' multiprocessing start method, but 'spawn'" in result.stdout, result.stderr[-3000:]
+    assert "run the simulation in a fresh process" in result.stdout

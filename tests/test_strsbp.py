@@ -439,9 +439,6 @@ def test_training_loop_writes_a_run_whose_netspec_predicts_as_the_torch_network(
 
 def test_rsnn_runs_in_lava_float_spike_for_spike_and_fixed_point_bit_for_bit():
     from lavaflow.deploy.quantize import quantize
-    from lavaflow.pipeline.lava.compat import import_lava_runtime
-
-    import_lava_runtime()  # the training test's progress bar may have fixed the start method already
     from lavaflow.pipeline.lava.run import run_lava
 
     network = tiny_network(seed=5, topology="grid", layers=("6", "r25"))
