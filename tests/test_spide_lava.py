@@ -23,18 +23,50 @@ NETWORKS = {
     "single": dict(layers=("fc 24",), feedback="fc"),
     "multi": dict(layers=("fc 20", "fc 15"), feedback="fc"),
     "feedforward": dict(layers=("fc 18", "fc 12"), feedback="none"),
+    # model.loop_norm_bound: the in-loop edge 0 → 1 capped too (its raw weight 3× its bound: the cap binds)
+    "loop-capped": dict(layers=("fc 20", "fc 15"), feedback="fc", loop_bound=4.0),
+}
+# Conv, pooling and transposed-conv edges: a LeNet-like conv → pool
+# with a stride-2 transposed-conv feedback, ConvNet-F's strided conv with its convT feedback (in-loop cap binding),
+# and a same-size conv feedback (stride 1, padding 1). F's weights ×3 so that every layer
+# fires within the 8 steps (at the default init the deeper layers stay nearly silent and learn nothing).
+CONV_NETWORKS = {
+    "conv-pool": dict(layers=("conv 4 k3 p1", "pool 2"), feedback="convT k2 s2", input_shape=(2, 4, 4), gain=3.0),
+    "convnet-f": dict(layers=("conv 4 k3 p1", "conv 6 k3 s2 p1"), feedback="convT k3 s2 p1 op1",
+                      input_shape=(1, 6, 6), loop_bound=1.5, gain=3.0),
+    "conv-feedback": dict(layers=("conv 3 k3 p1", "conv 5 k3 p1"), feedback="conv k3 p1",
+                          input_shape=(2, 5, 5), gain=3.0),
 }
 
 
-def _model(layers: tuple[str, ...], feedback: str, seed: int = 1, bound: float = 2.0):
+def _model(layers: tuple[str, ...], feedback: str, seed: int = 1, bound: float = 2.0, loop_bound: float | None = None,
+           input_shape: tuple[int, ...] = (INPUTS,), gain: float = 1.0):
     config = SPIDEConfig(layers=layers, feedback=feedback, backward_steps=20, loss_scale=100.0,
-                         feedback_norm_bound=bound)
-    return build(config, (INPUTS,), CLASSES, STEPS, torch.Generator().manual_seed(seed)).double()
+                         feedback_norm_bound=bound, loop_norm_bound=loop_bound)
+    model = build(config, input_shape, CLASSES, STEPS, torch.Generator().manual_seed(seed)).double()
+    network = model.network
+    with torch.no_grad():
+        network.weights[network._weight_index[0]].mul_(gain)
+    for number, edge in enumerate(network.edges):
+        if loop_bound is not None and edge.source >= 0 and number != network.feedback_edge:
+            raw = network.weights[network._weight_index[number]]
+            with torch.no_grad():  # built at its bound; raw weights beyond it make the cap bind from the first batch
+                raw.mul_(3.0)
+            assert float(raw.norm()) > 2.5 * loop_bound
+    return model
 
 
-def _batch(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _cap_factor(network, number: int) -> float:
+    """min(1, c/‖W‖_F) of a capped edge's raw weight (1 for an uncapped edge), computed here from torch."""
+    bound = network.norm_bounds[number]
+    if bound is None:
+        return 1.0
+    return min(1.0, bound / float(network.weights[network._weight_index[number]].detach().norm()))
+
+
+def _batch(samples: int, seed: int, shape: tuple[int, ...] = (INPUTS,)) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return np.rint(rng.random((samples, INPUTS)) * 256).clip(0, 255) / 256, rng.integers(0, CLASSES, samples)
+    return np.rint(rng.random((samples, *shape)) * 256).clip(0, 255) / 256, rng.integers(0, CLASSES, samples)
 
 
 def _torch_step(model, optimizer, inputs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -54,17 +86,18 @@ def _assert_close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
 
 
 GRAPHS = {"fused": True, "plain": False}
+ALL_NETWORKS = {**NETWORKS, **CONV_NETWORKS}
+CASES = [(name, kind) for name in ALL_NETWORKS for kind in GRAPHS]
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("graph_kind", list(GRAPHS))
-@pytest.mark.parametrize("name", list(NETWORKS))
+@pytest.mark.parametrize(("name", "graph_kind"), CASES)
 def test_float_graph_update_equals_torch_spide(name: str, graph_kind: str) -> None:
     """Two batches (the second padded in the fused model: 5 of 8 samples), each trained in the Lava graph and by
     the torch SPIDE with torch's SGD: the graph's gradients, weights, biases and readout agree within 1e-5 relative
     after each. The plain graph runs each sample in its own window (3 per Lava run, so a mini-batch spans runs)
     and steps once per mini-batch, on the summed update."""
-    model = _model(**NETWORKS[name])
+    model = _model(**ALL_NETWORKS[name])
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     with SPIDELavaGraph(model, forward_steps=STEPS, batch_size=8, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
                         capacity=2 if GRAPHS[graph_kind] else 3, fused=GRAPHS[graph_kind]) as graph:
@@ -72,15 +105,14 @@ def test_float_graph_update_equals_torch_spide(name: str, graph_kind: str) -> No
         expected_processes = 2 if GRAPHS[graph_kind] else 1 + 2 * len(network.layer_shapes) + len(network.edges)
         assert len(graph.runtime.leaf_processes()) == expected_processes  # the graph asked for, not the other
         for samples, seed in ((8, 10), (5, 11)):
-            inputs, labels = _batch(samples, seed)
+            inputs, labels = _batch(samples, seed, network.input_shape)
             result = graph.train_batch(inputs, labels, LEARNING_RATE)
             lava_gradients, lava_parameters = graph.gradients(), graph.parameters()
             expected = _torch_step(model, optimizer, inputs, labels)
-            nonzero = 0
             for key, value in lava_gradients.items():
                 _assert_close(value, expected[key], f"gradient of {key}")
-                nonzero += int(np.count_nonzero(expected[key]))
-            assert nonzero > 0, "a test whose gradients are all zero could not fail"
+                # every weight learns: a test whose gradients are zero could not fail
+                assert "weights" not in key or np.count_nonzero(expected[key]) > 0, f"{key}'s gradient is zero"
             parameters = dict(model.named_parameters())
             for key, value in lava_parameters.items():
                 _assert_close(value, parameters[key].detach().numpy(), f"{key} after the step")
@@ -104,20 +136,19 @@ def test_evaluation_window_equals_torch_forward() -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("graph_kind", list(GRAPHS))
-@pytest.mark.parametrize("name", ["single", "multi"])
+@pytest.mark.parametrize(("name", "graph_kind"), [case for case in CASES if case[0] != "feedforward"])
 def test_fixed_graph_update_within_one_weight_step(name: str, graph_kind: str) -> None:
     """lava-fixed: weights on the 2^−q grid, g rounded to 2^−q/D, integer spike counts. Its gradients equal the
     torch SPIDE's backward phase and update run on the same grid values and the same rounded g (exactly, up to
     float64 summation order), and after the step each weight lies within half a weight LSB of torch's SGD step."""
     bits = 10
     unit = 2.0**bits
-    model = _model(**NETWORKS[name], bound=0.6)  # a small cap so that the capped feedback's rounding matters
+    model = _model(**ALL_NETWORKS[name], bound=0.6)  # a small cap so that the capped feedback's rounding matters
     with torch.no_grad():
         for parameter in model.network.parameters():
             if parameter is not model.network.readout.weight and parameter is not model.network.readout.bias:
                 parameter.copy_(torch.round(parameter * unit) / unit)
-    inputs, labels = _batch(6, 5)
+    inputs, labels = _batch(6, 5, model.network.input_shape)
     with SPIDELavaGraph(model, forward_steps=STEPS, backend="lava-fixed", batch_size=6, momentum=MOMENTUM,
                         weight_decay=WEIGHT_DECAY, fraction_bits=bits, fused=GRAPHS[graph_kind]) as graph:
         graph.train_batch(inputs, labels, LEARNING_RATE)
@@ -127,14 +158,14 @@ def test_fixed_graph_update_within_one_weight_step(name: str, graph_kind: str) -
     model.train()
     operators = network.batch_operators(6)
     weights = list(operators.weights)
-    feedback = network.feedback_edge
-    if feedback is not None:  # the graph rounds the capped feedback onto the grid
-        weights[feedback] = torch.round(weights[feedback].detach() * unit) / unit
+    for number, bound in enumerate(network.norm_bounds):
+        if bound is not None:  # the graph rounds a capped weight onto the grid
+            weights[number] = torch.round(weights[number].detach() * unit) / unit
     operators = operators._replace(weights=tuple(weights))
     x = torch.from_numpy(inputs).unsqueeze(0).expand(STEPS, *inputs.shape)
     phase = network.forward_phase(x, operators)
     rates = phase.rates[-1].clone().requires_grad_(True)
-    loss = F.cross_entropy(network.readout(rates), torch.from_numpy(labels))
+    loss = F.cross_entropy(network.readout(rates.flatten(1)), torch.from_numpy(labels))
     (grad_rates,) = torch.autograd.grad(loss, rates)
     grid = network.neuron.subtraction * unit
     injection = torch.round(config.loss_scale * grad_rates * grid) / grid
@@ -143,12 +174,10 @@ def test_fixed_graph_update_within_one_weight_step(name: str, graph_kind: str) -
     state = dict(model.named_parameters())
     for number in range(len(network.edges)):
         weight_update, bias_update = record.updates[number]
+        if weight_update is None:  # pooling: nothing to learn
+            continue
         key = f"network.weights.{network._weight_index[number]}"
-        factor = 1.0
-        if number == feedback:
-            raw = state[key].detach()
-            factor = min(1.0, network.feedback_norm_bound / float(raw.norm()))
-        gradient = (weight_update / config.loss_scale * factor).numpy()
+        gradient = (weight_update / config.loss_scale * _cap_factor(network, number)).numpy()
         np.testing.assert_allclose(lava_gradients[key], gradient, rtol=0, atol=1e-12 * max(1, np.abs(gradient).max()))
         stepped = state[key].detach().numpy() - LEARNING_RATE * (gradient + WEIGHT_DECAY * state[key].detach().numpy())
         assert np.abs(lava_parameters[key] - stepped).max() <= 0.5 / unit + 1e-12
@@ -159,19 +188,40 @@ def test_fixed_graph_update_within_one_weight_step(name: str, graph_kind: str) -
             np.testing.assert_allclose(lava_gradients[bias_key], bias_gradient, rtol=0, atol=1e-12)
 
 
-def test_conv_network_is_refused() -> None:
-    config = SPIDEConfig(layers=("conv 2 k3 p1",), feedback="conv k3 p1")
-    model = build(config, (1, 4, 4), 3, 5, torch.Generator().manual_seed(0))
-    with pytest.raises(ConfigError, match="dense layers"):
-        SPIDELavaGraph(model, forward_steps=5, batch_size=2, momentum=0.9, weight_decay=0.0)
+def test_fixed_point_refuses_pooling_by_other_than_powers_of_two() -> None:
+    """lava-fixed pools by 2^n only: 1/9 is not exact on the fixed-point grid."""
+    odd = _model(layers=("conv 2 k3 p1", "pool 3"), feedback="convT k3 s3", input_shape=(1, 6, 6))
+    with pytest.raises(ConfigError, match=r"pools by \[3\]"):
+        SPIDELavaGraph(odd, forward_steps=5, backend="lava-fixed", batch_size=2, momentum=0.9, weight_decay=0.0)
 
 
-def test_an_in_loop_norm_cap_is_refused() -> None:
-    """The graph caps the feedback only: a model trained with model.loop_norm_bound must not run uncapped."""
-    config = SPIDEConfig(layers=("fc 8",), feedback="fc", loop_norm_bound=12.0)
-    model = build(config, (1, 4, 4), 3, 5, torch.Generator().manual_seed(0))
-    with pytest.raises(ConfigError, match="loop_norm_bound"):
-        SPIDELavaGraph(model, forward_steps=5, batch_size=2, momentum=0.9, weight_decay=0.0)
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("graph_kind", list(GRAPHS))
+def test_in_loop_caps_hold_in_the_graph_after_large_steps(graph_kind: str) -> None:
+    """model.loop_norm_bound in the graph over three large SGD steps (lr 5): the effective weights the graph steps
+    with (W·min(1, c/‖W‖_F), from the raw Vars it exports) stay within each capped edge's bound and equal the torch
+    model's effective weights after the same steps."""
+    model = _model(**NETWORKS["loop-capped"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=5.0, momentum=MOMENTUM)
+    with SPIDELavaGraph(model, forward_steps=STEPS, batch_size=8, momentum=MOMENTUM, weight_decay=0.0,
+                        fused=GRAPHS[graph_kind]) as graph:
+        for seed in (20, 21, 22):
+            inputs, labels = _batch(8, seed)
+            graph.train_batch(inputs, labels, 5.0)
+            _torch_step(model, optimizer, inputs, labels)
+        parameters = graph.parameters()
+    network = model.network
+    grew = 0
+    for number, bound in enumerate(network.norm_bounds):
+        if bound is None:
+            continue
+        raw = parameters[f"network.weights.{network._weight_index[number]}"]
+        effective = raw * min(1.0, bound / float(np.linalg.norm(raw)))
+        assert float(np.linalg.norm(effective)) <= bound * (1 + 1e-12)
+        grew += float(np.linalg.norm(raw)) > bound
+        torch_effective = network.batch_operators(1).weights[number].detach().numpy()
+        _assert_close(effective, torch_effective, f"edge {number}'s effective weight")
+    assert grew >= 1, "no cap binds: the test would prove nothing"
 
 
 @pytest.mark.timeout(300)
@@ -262,14 +312,13 @@ def test_dropout_masks_gate_the_forward_currents_backward_messages_and_update() 
     x = torch.from_numpy(inputs).unsqueeze(0).expand(STEPS, *inputs.shape)
     phase = network.forward_phase(x, operators)
     rates = phase.rates[-1].clone().requires_grad_(True)
-    (grad_rates,) = torch.autograd.grad(F.cross_entropy(network.readout(rates), torch.from_numpy(labels)), rates)
+    loss = F.cross_entropy(network.readout(rates.flatten(1)), torch.from_numpy(labels))
+    (grad_rates,) = torch.autograd.grad(loss, rates)
     record = spide_update(network, phase, operators, config.loss_scale * grad_rates, config.backward_steps,
                           config.backward_neuron)
-    raw = network.weights[network._weight_index[network.feedback_edge]].detach()
-    factor = min(1.0, network.feedback_norm_bound / float(raw.norm()))
     for number, (weight_update, _) in enumerate(record.updates):
         key = f"network.weights.{network._weight_index[number]}"
-        expected = (weight_update / config.loss_scale).numpy() * (factor if number == network.feedback_edge else 1)
+        expected = (weight_update / config.loss_scale).numpy() * _cap_factor(network, number)
         assert np.count_nonzero(expected) > 0
         _assert_close(lava_gradients[key], expected, f"gradient of {key} with dropout")
 

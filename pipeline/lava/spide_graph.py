@@ -4,8 +4,9 @@
         ▲  └──────── g ────────►     │   forward populations, ternary backward copies, plastic connections
         └──────────── a^N ───────────┘   (lavaflow.processes.spide)
 
-``SPIDELavaGraph`` builds it from a torch SPIDE model (pipeline.spide.SPIDEModel: its dense edges, raw weights,
-cap, neurons and readout), runs it on a guarded LavaRuntime (pipeline.lava.session), and streams batches through
+``SPIDELavaGraph`` builds it from a torch SPIDE model (pipeline.spide.SPIDEModel: its edges — dense, conv,
+transposed conv, average pooling —, raw weights, caps, neurons and
+readout), runs it on a guarded LavaRuntime (pipeline.lava.session), and streams batches through
 SPIDEHost's pipe: one window of T_f + T_b steps per training batch (T_f per evaluation batch), up to ``capacity``
 batches per Lava run, with no Var access per batch. The weights are read (Var.get, ~20k values/s) only when the
 caller asks: at checkpoints (``state_dict``).
@@ -27,9 +28,10 @@ import numpy as np
 import torch
 
 from lavaflow.deploy.run_config import SIMULATOR_TAGS, run_config
+from lavaflow.models import spide_network
 from lavaflow.models.errors import BackendError, ConfigError
-from lavaflow.models.spide_network import Linear
 from lavaflow.pipeline.lava.session import LavaRuntime
+from lavaflow.processes import spide_maps
 from lavaflow.processes.spide.process import (
     EVALUATE,
     EXPORT,
@@ -68,20 +70,30 @@ class Batch:
 
 
 def check_lava_spide(model: Any, backend: str) -> None:
-    """Raise ConfigError unless the SPIDE Lava graph can run ``model`` on ``backend`` (dense edges; IF in fixed)."""
+    """Raise ConfigError unless the SPIDE Lava graph can run ``model`` on ``backend`` (IF neurons and pooling by 2^n
+    in fixed point)."""
     if backend not in SIMULATOR_TAGS:
         raise ConfigError(f"SPIDE trains on Lava's CPU simulator: backend lava-float or lava-fixed, got {backend!r}")
     network = model.network
-    kinds = sorted({type(edge.operator).__name__ for edge in network.edges if not isinstance(edge.operator, Linear)})
-    if kinds:
-        raise ConfigError(f"the Lava SPIDE graph steps dense layers ('fc N', feedback 'fc' or 'none'); this network "
-                          f"has {', '.join(kinds)} edges. Train it with --backend torch, or use dense layers")
-    if network.loop_norm_bound is not None:  # the graph caps the feedback only; a silent no-cap would diverge
-        raise ConfigError(f"the Lava SPIDE graph caps the feedback's norm only; this model sets model.loop_norm_bound "
-                          f"{network.loop_norm_bound}. Train it with --backend torch, or drop the in-loop cap")
+    pools = [edge.operator.kernel for edge in network.edges if isinstance(edge.operator, spide_network.AvgPool)]
+    if backend == "lava-fixed" and any(kernel & (kernel - 1) for kernel in pools):
+        raise ConfigError(f"lava-fixed SPIDE pools by powers of two only (1/k² must be exact on the fixed-point "
+                          f"grid); this network pools by {sorted(set(pools))}. Use lava-float, or 'pool 2'/'pool 4'")
     if backend == "lava-fixed" and model.config.leak != 1.0:
         raise ConfigError(f"lava-fixed SPIDE steps IF neurons (model.leak 1); got leak {model.config.leak}. Use "
                           "lava-float for leaky neurons")
+
+
+def lava_operator(operator: spide_network.Operator) -> spide_maps.EdgeOperator:
+    """The numpy map SPIDENetwork's fused model applies for a torch SPIDE edge operator (same shapes and weight)."""
+    if isinstance(operator, spide_network.Linear):
+        return spide_maps.Dense(operator.input_shape, operator.output_shape)
+    if isinstance(operator, (spide_network.Conv, spide_network.ConvTranspose)):
+        return spide_maps.Conv(operator.input_shape, operator.output_shape, operator.kernel, operator.stride,
+                                   operator.padding, transposed=isinstance(operator, spide_network.ConvTranspose))
+    if isinstance(operator, spide_network.AvgPool):
+        return spide_maps.AvgPool(operator.input_shape, operator.output_shape, operator.kernel)
+    raise TypeError(f"no Lava SPIDE map for {type(operator).__name__}")
 
 
 class SPIDELavaGraph:
@@ -96,7 +108,7 @@ class SPIDELavaGraph:
         capacity: batches per Lava run (the pipes hold that many messages of B·n_in values).
         seed: the dropout masks' generator (with each batch's key).
         fused: the fused, batched model (the CPU fast path) or the plain graph (one forward and one ternary
-            population process and one PlasticDense per edge: the Loihi-shaped graph; one sample per window, a
+            population process and one PlasticConnection per edge: the Loihi-shaped graph; one sample per window, a
             mini-batch of S samples runs as S windows that step once, at the last).
         fraction_bits: lava-fixed's weight unit 2^−q.
         timeout_s: kill the graph and raise if one run takes longer.
@@ -123,13 +135,14 @@ class SPIDELavaGraph:
         self.input_size = math.prod(network.input_shape)
         self.sizes = [math.prod(shape) for shape in network.layer_shapes]
         self.edges = [(edge.source, edge.target) for edge in network.edges]
-        self._weight_keys: list[str] = []  # the SPIDEModel state_dict key of each edge's weight, bias (or None)
+        # the SPIDEModel state_dict key of each edge's weight and bias (None: the edge has none)
+        self._weight_keys: list[str | None] = []
         self._bias_keys: list[str | None] = []
         weights, biases = [], []
         for number in range(len(network.edges)):
             index, bias_index = network._weight_index[number], network._bias_index[number]
-            weights.append(self._grid(network.weights[index]))
-            self._weight_keys.append(f"network.weights.{index}")
+            weights.append(None if index is None else self._grid(network.weights[index]))
+            self._weight_keys.append(None if index is None else f"network.weights.{index}")
             biases.append(None if bias_index is None else self._grid(network.biases[bias_index]))
             self._bias_keys.append(None if bias_index is None else f"network.biases.{bias_index}")
         buffers = {key: np.asarray(value, dtype=np.float64) for key, value in (momentum_buffers or {}).items()}
@@ -143,7 +156,7 @@ class SPIDELavaGraph:
         neuron = config.neuron
         self.network = SPIDENetwork(
             input_size=self.input_size, layer_sizes=self.sizes, edges=self.edges, weights=weights, biases=biases,
-            feedback_edge=network.feedback_edge, feedback_norm_bound=network.feedback_norm_bound,
+            operators=[lava_operator(edge.operator) for edge in network.edges], norm_bounds=network.norm_bounds,
             vth=neuron.threshold, v_reset=neuron.reset_potential, leak=config.leak,
             vth_backward=config.backward_threshold, backward_subtraction=config.backward_subtraction,
             forward_steps=self.forward_steps, backward_steps=self.backward_steps, loss_scale=config.loss_scale,
@@ -255,6 +268,8 @@ class SPIDELavaGraph:
         only; the readout's gradient is not kept)."""
         values = {}
         for number in range(len(self.edges)):
+            if self._weight_keys[number] is None:
+                continue
             values[self._weight_keys[number]] = self.runtime.get(
                 getattr(self.network, f"gradient_{weights_name(number)}"))
             if self._bias_keys[number] is not None:

@@ -1,7 +1,9 @@
 """SPIDENetwork and SPIDEHost models: the fused, batched CPU models of SPIDE's training graph.
 
 One abstract model fixes the order of a window (lavaflow.processes.spide.process says which message arrives at
-which window step); ``floating_pt`` computes in float64. The ``fixed_pt`` model keeps the same order with integer
+which window step); each edge applies its map (lavaflow.processes.spide_maps: dense, conv, transposed conv,
+average pooling) forward, its adjoint backward and its weight gradient in the update; ``floating_pt`` computes in
+float64. The ``fixed_pt`` model keeps the same order with integer
 state: weights and biases are integers in units of 2^−q (q = ``fraction_bits``), forward voltages integers in the
 same unit (vth·2^q, D·2^q), backward voltages integers in units of 2^−q/D (so (1/D)·Wᵀs is the integer Wᵀs, vth_b
 and D_b become vth_b·D·2^q and D_b·D·2^q, and g is rounded onto that grid). Spike counts are exact integers, so
@@ -11,6 +13,8 @@ what it carries:
 - β: the signed ternary spike count, −T_b … T_b (1 + ⌈log2(T_b + 1)⌉ bits; 8 bits at T_b = 100), β = count/T_b;
 - ΔW: the exact integer Σ_batch (m·count_b)·count_a (|·| ≤ B·T_f·T_b: 20 bits at B = 128, T_f = 30, T_b = 100,
   held in int64), which is (D·T_f·T_b)·ΔW; for the input edge x̄ is the 8-bit payload, so it carries 8 more bits;
+  a convolution's kernel gradient also sums over the H'·W' positions that share the kernel (+⌈log2(H'·W')⌉ bits:
+  10 for 28 × 28), far below float64's 53 exact bits; average pooling by 2^n keeps every value dyadic;
 - the applied step: the optimiser runs on these exact gradients and rounds the new weight to the nearest 2^−q
   (half to even), so a weight differs from the float model's by at most half an LSB per step.
 
@@ -44,6 +48,7 @@ from lavaflow.processes.spide.process import (
     weights_name,
     window_steps,
 )
+from lavaflow.processes.spide_maps import EdgeOperator
 
 _PARAMETER_VAR = re.compile(r"(velocity_|gradient_)?(weights|bias)_[0-9]+")
 
@@ -57,6 +62,12 @@ class _ParameterVarTypes(ABCMeta):
         if _PARAMETER_VAR.fullmatch(name) is None:
             raise AttributeError(name)
         return LavaPyType(np.ndarray, np.float64)
+
+
+def frobenius_factor(weight: np.ndarray, bound: float) -> float:
+    """min(1, c/‖W‖_F): the factor that caps W's Frobenius norm at c (a constant for the update)."""
+    norm = float(np.sqrt(np.sum(np.square(weight, dtype=np.float64))))
+    return min(1.0, bound / max(norm, np.finfo(np.float64).tiny))
 
 
 def rate_normaliser(time_steps: int, leak: float) -> float:
@@ -101,8 +112,8 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
         self.sizes: tuple[int, ...] = tuple(p["layer_sizes"])
         self.edges: tuple[tuple[int, int], ...] = tuple(p["edges"])
         self.has_bias: tuple[bool, ...] = tuple(p["has_bias"])
-        self.feedback_edge = p["feedback_edge"]
-        self.bound = float(p["feedback_norm_bound"])
+        self.operators: tuple[EdgeOperator, ...] = tuple(p["operators"])
+        self.norm_bounds: tuple[float | None, ...] = tuple(p["norm_bounds"])
         self.vth, self.v_reset, self.leak = float(p["vth"]), float(p["v_reset"]), float(p["leak"])
         self.subtraction = self.vth - self.v_reset
         self.vth_backward, self.backward_subtraction = float(p["vth_backward"]), float(p["backward_subtraction"])
@@ -150,24 +161,24 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
 
     def export(self) -> None:
         """Send every weight, bias and momentum buffer in parameter_layout's order (a checkpoint)."""
-        arrays = []
-        for number in range(len(self.edges)):
-            for name in (weights_name(number), bias_name(number)):
-                arrays += [getattr(self, name).reshape(-1), getattr(self, f"velocity_{name}").reshape(-1)]
+        arrays = [np.zeros(0)]
+        for number, operator in enumerate(self.operators):
+            if operator.weight_shape is not None:
+                for name in (weights_name(number), bias_name(number)):
+                    arrays += [getattr(self, name).reshape(-1), getattr(self, f"velocity_{name}").reshape(-1)]
         self.parameters_out.send(np.concatenate(arrays))
 
     def begin(self, inputs: np.ndarray, key: int) -> None:
         """Window step 1: this batch's effective weights, dropout masks and constant input current; zero state."""
         batch = self.batch_size
         self.mean_input = self.quantise_input(inputs)
-        self.factor = 1.0
+        self.factors = [1.0] * len(self.edges)
         self.effective = []
-        for number in range(len(self.edges)):
-            weight = self.weight(number)
-            if number == self.feedback_edge:  # W·min(1, c/‖W‖_F): the feedback's Frobenius cap (spec §3.1)
-                norm = float(np.sqrt(np.sum(weight.astype(np.float64) ** 2)))
-                self.factor = min(1.0, self.bound / max(norm, np.finfo(np.float64).tiny))
-                weight = self.quantise_weight(weight * self.factor)
+        for number, bound in enumerate(self.norm_bounds):
+            weight = self.weight(number) if self.operators[number].weight_shape is not None else None
+            if bound is not None:  # W·min(1, c/‖W‖_F): the Frobenius cap (spec §3.1; in-loop: loop_norm_bound)
+                self.factors[number] = frobenius_factor(weight, bound)
+                weight = self.quantise_weight(weight * self.factors[number])
             self.effective.append(weight)
         self.masks_dropout = None
         if self.mode != EVALUATE and self.dropout > 0:
@@ -188,7 +199,10 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
 
     def edge_current(self, number: int, source: np.ndarray) -> np.ndarray:
         """d_e ⊙ (W_e·source + b_e)."""
-        current = source @ self.effective[number].T + self.bias(number)
+        operator = self.operators[number]
+        current = operator.apply(source, self.effective[number])
+        if operator.weight_shape is not None:
+            current = current + operator.expand_bias(self.bias(number))
         return current if self.masks_dropout is None else current * self.masks_dropout[number]
 
     def forward_step(self) -> None:
@@ -238,12 +252,14 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
         """ΔW, Δb of every edge from the two phases' rates; the optimiser step in mode LEARN."""
         betas = self.backward_rates()
         for number, (source, target) in enumerate(self.edges):
+            operator = self.operators[number]
+            if operator.weight_shape is None:
+                continue
             error = self.gates[number] * betas[target]
             pre = self.mean_input if source < 0 else self.rates[source]
-            gradient = self.weight_gradient(error, pre) / self.loss_scale
-            bias_gradient = error.sum(0) / (self.subtraction * self.loss_scale)
-            if number == self.feedback_edge:
-                gradient = gradient * self.factor  # through the cap, a constant factor (as in the torch SPIDE)
+            gradient = self.weight_gradient(number, error, pre) / self.loss_scale
+            bias_gradient = operator.bias_gradient(error) / (self.subtraction * self.loss_scale)
+            gradient = gradient * self.factors[number]  # through a cap, a constant factor (as in the torch SPIDE)
             if not self.has_bias[number]:
                 bias_gradient = np.zeros_like(bias_gradient)
             accumulated = getattr(self, f"gradient_{weights_name(number)}")
@@ -281,15 +297,15 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
 
     def transposed(self, number: int, spikes: np.ndarray) -> np.ndarray:
         """(1/D)·W_eᵀ applied to gated backward spikes (B, n_target) → (B, n_source)."""
-        return (spikes @ self.effective[number]) / self.subtraction
+        return self.operators[number].adjoint(spikes, self.effective[number]) / self.subtraction
 
     def backward_rates(self) -> list[np.ndarray]:
         normaliser = rate_normaliser(self.backward_steps, self.leak)
         return [trace / normaliser for trace in self.traces]
 
-    def weight_gradient(self, error: np.ndarray, pre: np.ndarray) -> np.ndarray:
-        """(1/D)·Σ_batch error·preᵀ."""
-        return (error.T @ pre) / self.subtraction
+    def weight_gradient(self, number: int, error: np.ndarray, pre: np.ndarray) -> np.ndarray:
+        """(1/D)·Σ_batch error·preᵀ (for a convolution, summed over the positions that share the kernel)."""
+        return self.operators[number].weight_gradient(pre, error) / self.subtraction
 
     def step_parameter(self, value: np.ndarray, velocity: np.ndarray, gradient: np.ndarray) -> None:
         sgd_step(value, velocity, gradient, self.learning_rate, self.momentum, self.weight_decay)
@@ -334,7 +350,7 @@ class PySPIDENetworkModelFixed(AbstractSPIDENetworkModel):
         return input_on_8_bits(inputs)
 
     def quantise_weight(self, weight: np.ndarray) -> np.ndarray:
-        """The capped feedback rounded onto the weights' grid (the cap factor is not dyadic)."""
+        """A capped weight rounded onto the weights' grid (the cap factor is not dyadic)."""
         return on_grid(weight, self.unit)
 
     def quantise_injection(self, injection: np.ndarray) -> np.ndarray:

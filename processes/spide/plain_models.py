@@ -1,20 +1,22 @@
 """The plain (Loihi-shaped) graph of SPIDENetwork: its SubProcessModel and the models of its three processes.
 
     SPIDEHost ─ctl─► every child          (mode, lr, mini-batch size, x: the window's schedule)
-    input ─► PlasticDense_F ─► Fwd_0 ─s─► PlasticDense_1 ─► Fwd_1 … ─► Fwd_{N−1} ─rate─► SPIDEHost
-                  ▲   │                       ▲     │                       │
-                error │ (no Wᵀ message)    error  Wᵀ/D                      └─s─► PlasticDense_fb ─► Fwd_0
-                  │                           │     ▼
-               Tern_0 ◄─ Wᵀ/D ─ … ◄──────── Tern_1 … Tern_{N−1} ◄─ g ─ SPIDEHost
+    input ─► Plastic_F ─► Fwd_0 ─s─► Plastic_1 ─► Fwd_1 … ─► Fwd_{N−1} ─rate─► SPIDEHost
+              ▲   │                   ▲    │                   │
+         error    │ (no Wᵀ)  error    Wᵀ/D                  └─s─► Plastic_fb ─► Fwd_0
+              │                       │    ▼
+           Tern_0 ◄─ Wᵀ/D ─ … ◄───── Tern_1 … Tern_{N−1} ◄─ g ─ SPIDEHost
 
-One sample per window (B = 1); a mini-batch is a run of windows whose gradients PlasticDense accumulates and
-steps in the LEARN window. Every process computes what SPIDENetwork's fused model computes, split where the
-neurons and synapses of Loihi 2 split it; the fused model is the fast path, a test holds the two to the same
-update. Both tags share one arithmetic here (float64 holding exact grid values in fixed point, as the fused fixed
-model): ``fraction_bits`` None is float, q is fixed point.
+(Plastic_e: edge e's PlasticConnection.) One sample per window (B = 1); a mini-batch is a run of windows whose
+gradients PlasticConnection accumulates and steps in the LEARN window. Every process computes what SPIDENetwork's
+fused model computes, split where the neurons and synapses of Loihi 2 split it; the fused model is the fast path, a
+test holds the two to the same update. Both tags share one arithmetic here (float64 holding exact grid values in
+fixed point, as the fused fixed model): ``fraction_bits`` None is float, q is fixed point.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
@@ -25,13 +27,13 @@ from lava.magma.core.model.sub.model import AbstractSubProcessModel
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lavaflow.processes.spide.models import input_on_8_bits, on_grid, rate_normaliser, sgd_step
+from lavaflow.processes.spide.models import frobenius_factor, input_on_8_bits, on_grid, rate_normaliser, sgd_step
 from lavaflow.processes.spide.process import (
     EVALUATE,
     EXPORT,
     HEADER,
     LEARN,
-    PlasticDense,
+    PlasticConnection,
     SPIDEForwardNeurons,
     SPIDENetwork,
     TernaryNeurons,
@@ -39,6 +41,7 @@ from lavaflow.processes.spide.process import (
     weights_name,
     window_steps,
 )
+from lavaflow.processes.spide_maps import EdgeOperator
 
 
 class _Windowed(PyLoihiProcessModel):
@@ -150,10 +153,10 @@ class PyTernaryNeuronsModel(_Windowed):
         self.end_step()
 
 
-@implements(proc=PlasticDense, protocol=LoihiProtocol)
+@implements(proc=PlasticConnection, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt", "fixed_pt")
-class PyPlasticDenseModel(_Windowed):
+class PyPlasticConnectionModel(_Windowed):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     pre_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
@@ -170,14 +173,17 @@ class PyPlasticDenseModel(_Windowed):
     def __init__(self, proc_params: dict) -> None:
         super().__init__(proc_params)
         p = proc_params
-        self.is_input, self.has_bias, self.capped = bool(p["is_input"]), bool(p["has_bias"]), bool(p["capped"])
-        self.bound, self.subtraction = float(p["bound"]), float(p["subtraction"])
+        self.operator: EdgeOperator = p["operator"]
+        self.learns = self.operator.weight_shape is not None  # pooling only relays
+        self.is_input, self.has_bias = bool(p["is_input"]), bool(p["has_bias"])
+        self.norm_bound: float | None = p["norm_bound"]
+        self.subtraction = float(p["subtraction"])
         self.loss_scale, self.momentum, self.weight_decay = (float(p["loss_scale"]), float(p["momentum"]),
                                                              float(p["weight_decay"]))
         bits = p["fraction_bits"]
         self.unit = None if bits is None else 2.0 ** int(bits)
         self.restart_gradients = True
-        self.effective = np.zeros(0)
+        self.effective: np.ndarray | None = None
         self.forward_buffer = self.backward_buffer = self.pre = np.zeros(0)
         self.factor = 1.0
 
@@ -188,38 +194,49 @@ class PyPlasticDenseModel(_Windowed):
             if self.step <= self.forward_steps:
                 self.a_out.send(self.forward_buffer)
                 if not self.is_input:
-                    self.forward_buffer = self.effective @ self.s_in.recv() + self.bias
+                    self.forward_buffer = self.forward(self.s_in.recv())
                     if self.step == self.forward_steps:
                         self.pre = self.pre_in.recv()
             elif not self.is_input or self.step == self.length:
                 if self.step == self.forward_steps + 1:
-                    self.backward_buffer = np.zeros(self.effective.shape[1])
+                    self.backward_buffer = np.zeros(math.prod(self.operator.input_shape))
                 if not self.is_input:
                     self.b_out.send(self.backward_buffer)
-                    self.backward_buffer = (self.b_in.recv() @ self.effective) / self.subtraction
+                    self.backward_buffer = self.operator.adjoint(self.b_in.recv()[None], self.effective)[0] / (
+                        self.subtraction)
                 if self.step == self.length:
-                    self.update(self.error_in.recv())
+                    error = self.error_in.recv()
+                    if self.learns:
+                        self.update(error)
         self.end_step()
 
     def begin(self) -> None:
-        """Window step 1: the effective weight (the feedback's cap) and the first forward message (b, or W·x̄ + b)."""
-        weight, self.factor = self.weights, 1.0
-        if self.capped:
-            self.factor = min(1.0, self.bound / max(float(np.sqrt(np.sum(weight**2))), np.finfo(np.float64).tiny))
+        """Window step 1: the effective weight (a capped edge's) and the first forward message (b, or W·x̄ + b)."""
+        weight, self.factor = (self.weights if self.learns else None), 1.0
+        if self.norm_bound is not None:
+            self.factor = frobenius_factor(weight, self.norm_bound)
             weight = weight * self.factor
             if self.unit is not None:
                 weight = on_grid(weight, self.unit)
         self.effective = weight
         if self.is_input:
             self.pre = self.payload if self.unit is None else input_on_8_bits(self.payload)
-            self.forward_buffer = weight @ self.pre + self.bias
+            self.forward_buffer = self.forward(self.pre)
         else:
-            self.forward_buffer = self.bias.copy()
+            self.forward_buffer = self.forward(np.zeros(math.prod(self.operator.input_shape)))
+
+    def forward(self, source: np.ndarray) -> np.ndarray:
+        """W·source + b (pooling: the pooled source)."""
+        current = self.operator.apply(source[None], self.effective)[0]
+        return current + self.operator.expand_bias(self.bias) if self.learns else current
 
     def update(self, error: np.ndarray) -> None:
         """ΔW = (1/D)·error·preᵀ ÷ loss scale (× the cap factor), accumulated; momentum SGD in a LEARN window."""
-        gradient = np.outer(error, self.pre) / (self.subtraction * self.loss_scale) * self.factor
-        bias_gradient = error / (self.subtraction * self.loss_scale) if self.has_bias else np.zeros_like(error)
+        scale = self.subtraction * self.loss_scale
+        gradient = self.operator.weight_gradient(self.pre[None], error[None]) / scale * self.factor
+        bias_gradient = self.operator.bias_gradient(error[None]) / scale
+        if not self.has_bias:
+            bias_gradient = np.zeros_like(bias_gradient)
         if self.restart_gradients:
             self.gradient_weights[:] = 0.0
             self.gradient_bias[:] = 0.0
@@ -240,8 +257,8 @@ class PyPlasticDenseModel(_Windowed):
 @implements(proc=SPIDENetwork, protocol=LoihiProtocol)
 class SubSPIDENetworkModel(AbstractSubProcessModel):
     """SPIDENetwork as the plain graph (module docstring): per population an SPIDEForwardNeurons and a
-    TernaryNeurons process, per edge a PlasticDense; the network's Vars alias the PlasticDense ones, so a session
-    reads the same names in both graphs. Dropout is the fused model's alone (a ValueError here)."""
+    TernaryNeurons process, per edge a PlasticConnection; the network's Vars alias the PlasticConnection ones, so a
+    session reads the same names in both graphs. Dropout is the fused model's alone (a ValueError here)."""
 
     def __init__(self, proc: SPIDENetwork) -> None:
         p = proc.proc_params
@@ -267,18 +284,19 @@ class SubSPIDENetworkModel(AbstractSubProcessModel):
             forward.append(neurons)
             backward.append(ternary)
         controlled = [*forward, *backward]
-        for number, (source, target) in enumerate(edges):
-            weights = getattr(proc, weights_name(number)).init
+        for number, ((source, target), operator) in enumerate(zip(edges, p["operators"], strict=True)):
+            learns = operator.weight_shape is not None
+            weights = getattr(proc, weights_name(number)).init if learns else None
             bias = getattr(proc, bias_name(number)).init if p["has_bias"][number] else None
-            synapse = PlasticDense(
-                input_size=input_size if source < 0 else sizes[source], output_size=sizes[target],
-                message_size=input_size, weights=np.asarray(weights, dtype=np.float64),
+            synapse = PlasticConnection(
+                operator=operator, message_size=input_size,
+                weights=None if weights is None else np.asarray(weights, dtype=np.float64),
                 bias=None if bias is None else np.asarray(bias, dtype=np.float64), is_input=source < 0,
-                capped=number == p["feedback_edge"], bound=p["feedback_norm_bound"], subtraction=subtraction,
+                norm_bound=p["norm_bounds"][number], subtraction=subtraction,
                 loss_scale=p["loss_scale"], momentum=p["momentum"], weight_decay=p["weight_decay"],
                 fraction_bits=p["fraction_bits"],
-                velocity_weights=getattr(proc, f"velocity_{weights_name(number)}").init,
-                velocity_bias=getattr(proc, f"velocity_{bias_name(number)}").init,
+                velocity_weights=getattr(proc, f"velocity_{weights_name(number)}").init if learns else None,
+                velocity_bias=getattr(proc, f"velocity_{bias_name(number)}").init if learns else None,
                 name=f"{proc.name}_plastic_{number}", **timing)
             setattr(self, f"plastic_{number}", synapse)
             controlled.append(synapse)
@@ -289,6 +307,8 @@ class SubSPIDENetworkModel(AbstractSubProcessModel):
                 backward[target].s_out.connect(synapse.b_in)
                 synapse.b_out.connect(backward[source].a_in)
             backward[target].error_out.connect(synapse.error_in)
+            if not learns:
+                continue
             for name, var in ((weights_name(number), synapse.weights), (bias_name(number), synapse.bias)):
                 getattr(proc, name).alias(var)
                 getattr(proc, f"velocity_{name}").alias(getattr(synapse, f"velocity_{var.name}"))

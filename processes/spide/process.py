@@ -15,18 +15,21 @@ runs Σ window lengths steps; no Var is set per batch and the weights never leav
 
 SPIDENetwork has two kinds of model, as SpikingNetwork: fused leaf models (models.py: the whole spiking side in one
 OS process with a batch axis, the CPU fast path) and a SubProcessModel (plain_models.py: per population a
-SPIDEForwardNeurons and a TernaryNeurons process, per edge a PlasticDense that owns W and b, one sample per
+SPIDEForwardNeurons and a TernaryNeurons process, per edge a PlasticConnection that owns W and b, one sample per
 window: the Loihi-shaped graph), picked by ``select_sub_proc_model``; tests hold both to the torch SPIDE's update.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 from lava.magma.core.process.variable import Var
+
+from lavaflow.processes.spide_maps import Dense, EdgeOperator
 
 # What a window does (the first value of every batch message).
 # EVALUATE: the forward phase only. GRADIENT: both phases, the window's gradient added to the accumulated one (which
@@ -46,12 +49,13 @@ RESULT_HEADER = 3  # [loss sum, correct, samples] before the predictions of SPID
 
 
 def weights_name(edge: int) -> str:
-    """The Var of edge ``edge``'s weight W_e (n_target, n_source): the raw parameter, before the feedback's cap."""
+    """The Var of edge ``edge``'s weight W_e (its operator's weight shape): the raw parameter, before any cap."""
     return f"weights_{int(edge)}"
 
 
 def bias_name(edge: int) -> str:
-    """The Var of edge ``edge``'s bias b_e (n_target,); zeros and never updated for an edge without a bias."""
+    """The Var of edge ``edge``'s bias b_e (its operator's bias shape); zeros and never updated for an edge without
+    a bias."""
     return f"bias_{int(edge)}"
 
 
@@ -64,16 +68,23 @@ def window_steps(mode: int, forward_steps: int, backward_steps: int) -> int:
     return forward_steps if mode == EVALUATE else forward_steps + backward_steps
 
 
-def parameter_layout(edges: Sequence[tuple[int, int]], input_size: int,
-                     layer_sizes: Sequence[int]) -> list[tuple[str, tuple[int, ...]]]:
-    """The (Var name, shape) of each array in SPIDENetwork's export message, in order: per edge its weight, bias and
-    their momentum buffers."""
+def parameter_layout(operators: Sequence[EdgeOperator]) -> list[tuple[str, tuple[int, ...]]]:
+    """The (Var name, shape) of each array in SPIDENetwork's export message, in order: per edge with a weight (not
+    pooling) its weight, bias and their momentum buffers."""
     layout = []
-    for number, (source, target) in enumerate(edges):
-        shape = (layer_sizes[target], input_size if source < 0 else layer_sizes[source])
-        for name, var_shape in ((weights_name(number), shape), (bias_name(number), (layer_sizes[target],))):
-            layout += [(name, var_shape), (f"velocity_{name}", var_shape)]
+    for number, operator in enumerate(operators):
+        if operator.weight_shape is None:
+            continue
+        for name, shape in ((weights_name(number), operator.weight_shape), (bias_name(number), operator.bias_shape)):
+            layout += [(name, tuple(shape)), (f"velocity_{name}", tuple(shape))]
     return layout
+
+
+def dense_operators(input_size: int, layer_sizes: Sequence[int],
+                    edges: Sequence[tuple[int, int]]) -> tuple[EdgeOperator, ...]:
+    """Every edge a dense map between its populations (flat shapes)."""
+    return tuple(Dense((input_size if source < 0 else layer_sizes[source],), (layer_sizes[target],))
+                 for source, target in edges)
 
 
 def _velocity_vars(process: AbstractProcess, buffers: Mapping[str, np.ndarray] | None,
@@ -109,17 +120,21 @@ class SPIDENetwork(AbstractProcess):
 
     Update at the window's last step (added to the accumulated gradient, which restarts after each step):
     ΔW_e = (1/D)·Σ_batch (m ⊙ d_e ⊙ β)_tgt a_srcᵀ, Δb_e = (1/D)·Σ_batch (m ⊙ d_e
-    ⊙ β)_tgt; the gradient handed to the optimiser is ΔW/loss_scale (times the cap factor for the capped
-    feedback), and in mode LEARN momentum SGD (torch's: buf ← μ·buf + grad + wd·W; W ← W − lr·buf) applies it.
+    ⊙ β)_tgt; the gradient handed to the optimiser is ΔW/loss_scale (times the cap factor for a capped
+    edge), and in mode LEARN momentum SGD (torch's: buf ← μ·buf + grad + wd·W; W ← W − lr·buf) applies it.
 
     Args:
         input_size: n_in, values per sample.
         layer_sizes: neurons per population.
         edges: (source, target) per connection, source −1 for the input.
-        weights: per edge, the initial W_e, (n_target, n_source).
-        biases: per edge, the initial b_e (n_target,), or None for an edge without a bias.
-        feedback_edge: the edge whose effective weight is W·min(1, c/‖W‖_F), or None.
-        feedback_norm_bound: c.
+        weights: per edge, the initial W_e (the operator's weight shape: (n_target, n_source) when dense), None for
+            pooling.
+        biases: per edge, the initial b_e (the operator's bias shape: (n_target,) when dense, (C_out,) for a
+            convolution), or None for an edge without a bias.
+        operators: per edge, its map (lavaflow.processes.spide_maps: Dense, Conv — also transposed —, AvgPool);
+            absent: every edge dense.
+        norm_bounds: per edge, c_e, whose effective weight is W_e·min(1, c_e/‖W_e‖_F) (SPIDE caps the feedback and,
+            with model.loop_norm_bound, every in-loop edge), or None: uncapped. Absent: none capped.
         vth, v_reset: forward threshold and reset potential (SPIDE: 1 and −1, D = 2).
         leak: λ of forward and backward neurons (1: IF).
         vth_backward, backward_subtraction: θ_b and D_b of the ternary neurons (½ and 1).
@@ -143,8 +158,8 @@ class SPIDENetwork(AbstractProcess):
         edges: Sequence[tuple[int, int]],
         weights: Sequence[np.ndarray],
         biases: Sequence[np.ndarray | None],
-        feedback_edge: int | None,
-        feedback_norm_bound: float,
+        operators: Sequence[EdgeOperator] | None = None,
+        norm_bounds: Sequence[float | None] | None = None,
         vth: float,
         v_reset: float,
         leak: float,
@@ -166,9 +181,10 @@ class SPIDENetwork(AbstractProcess):
         edges = tuple((int(source), int(target)) for source, target in edges)
         layer_sizes = tuple(int(size) for size in layer_sizes)
         has_bias = tuple(bias is not None for bias in biases)
+        operators = tuple(operators) if operators is not None else dense_operators(input_size, layer_sizes, edges)
         super().__init__(
-            input_size=int(input_size), layer_sizes=layer_sizes, edges=edges, has_bias=has_bias,
-            feedback_edge=feedback_edge, feedback_norm_bound=float(feedback_norm_bound), vth=float(vth),
+            input_size=int(input_size), layer_sizes=layer_sizes, edges=edges, has_bias=has_bias, operators=operators,
+            norm_bounds=_norm_bounds(norm_bounds, len(edges)), vth=float(vth),
             v_reset=float(v_reset), leak=float(leak), vth_backward=float(vth_backward),
             backward_subtraction=float(backward_subtraction), forward_steps=int(forward_steps),
             backward_steps=int(backward_steps), loss_scale=float(loss_scale), momentum=float(momentum),
@@ -176,7 +192,7 @@ class SPIDENetwork(AbstractProcess):
             fraction_bits=fraction_bits, name=name, log_config=log_config,
         )
         # Checked after super(): Lava's AbstractProcess.__del__ fails on a process whose __init__ raised before it.
-        _check_graph(int(input_size), layer_sizes, edges, weights, biases, feedback_edge)
+        _check_graph(int(input_size), layer_sizes, edges, operators, weights, biases, self.proc_params["norm_bounds"])
         if forward_steps < 1 or backward_steps < 1 or batch_size < 1:
             raise ValueError(f"forward_steps={forward_steps}, backward_steps={backward_steps} and "
                              f"batch_size={batch_size} must be positive")
@@ -186,19 +202,20 @@ class SPIDENetwork(AbstractProcess):
         self.x_in = InPort(shape=(batch_size * int(input_size) + HEADER,))
         self.a_out = OutPort(shape=(batch_size * last,))
         self.g_in = InPort(shape=(batch_size * last,))
-        for number, ((_, target), weight, bias) in enumerate(zip(edges, weights, biases, strict=True)):
-            shape = np.shape(weight)
+        for number, (operator, weight, bias) in enumerate(zip(operators, weights, biases, strict=True)):
+            if operator.weight_shape is None:  # pooling: a fixed map, nothing to learn
+                continue
+            shape, bias_shape = tuple(operator.weight_shape), tuple(operator.bias_shape)
             setattr(self, weights_name(number), Var(shape=shape, init=np.asarray(weight)))
-            setattr(self, bias_name(number), Var(shape=(layer_sizes[target],),
-                                                 init=np.zeros(layer_sizes[target]) if bias is None else bias))
+            setattr(self, bias_name(number), Var(shape=bias_shape, init=np.zeros(bias_shape) if bias is None else bias))
             # the last batch's gradient (ΔW/scale: diagnostics and tests)
             setattr(self, f"gradient_{weights_name(number)}", Var(shape=shape, init=0))
-            setattr(self, f"gradient_{bias_name(number)}", Var(shape=(layer_sizes[target],), init=0))
-        _velocity_vars(self, momentum_buffers, {name: shape for name, shape in parameter_layout(
-            edges, int(input_size), layer_sizes) if not name.startswith("velocity_")})
+            setattr(self, f"gradient_{bias_name(number)}", Var(shape=bias_shape, init=0))
+        _velocity_vars(self, momentum_buffers, {name: shape for name, shape in parameter_layout(operators)
+                                                if not name.startswith("velocity_")})
         self.batches = Var(shape=(1,), init=0)  # windows with an optimiser step so far
         # A checkpoint leaves through a pipe (one message, mode EXPORT): Var.get moves only ~20k values/s.
-        self._layout = parameter_layout(edges, int(input_size), layer_sizes)
+        self._layout = parameter_layout(operators)
         self.parameters_out = OutPort(shape=(sum(int(np.prod(shape)) for _, shape in self._layout),))
         self.parameters_out.flag_external_pipe(buffer_size=1)
 
@@ -337,25 +354,42 @@ class SPIDEHost(AbstractProcess):
 
 
 def _check_graph(input_size: int, layer_sizes: tuple[int, ...], edges: tuple[tuple[int, int], ...],
-                 weights: Sequence[np.ndarray], biases: Sequence[np.ndarray | None], feedback_edge: int | None) -> None:
-    """Raise ValueError unless every edge joins known populations with a weight and bias of matching shape."""
+                 operators: tuple[EdgeOperator, ...], weights: Sequence[np.ndarray | None],
+                 biases: Sequence[np.ndarray | None], norm_bounds: tuple[float | None, ...]) -> None:
+    """Raise ValueError unless every edge's map joins its populations with a weight and bias of matching shape."""
     if not layer_sizes or min(layer_sizes) < 1 or input_size < 1:
         raise ValueError(f"layer sizes {layer_sizes} and input size {input_size} must be positive")
-    if not len(edges) == len(weights) == len(biases):
-        raise ValueError(f"{len(edges)} edges need as many weights and biases, got {len(weights)} and {len(biases)}")
+    if not len(edges) == len(operators) == len(weights) == len(biases):
+        raise ValueError(f"{len(edges)} edges need as many operators, weights and biases, got {len(operators)}, "
+                         f"{len(weights)} and {len(biases)}")
     if not any(source < 0 for source, _ in edges):
         raise ValueError("no edge reads the input (source −1)")
-    for number, ((source, target), weight, bias) in enumerate(zip(edges, weights, biases, strict=True)):
+    for number, ((source, target), operator, weight, bias) in enumerate(
+            zip(edges, operators, weights, biases, strict=True)):
         if not -1 <= source < len(layer_sizes) or not 0 <= target < len(layer_sizes):
             raise ValueError(f"edge {number} joins {source} → {target}, outside −1 … {len(layer_sizes) - 1}")
-        expected = (layer_sizes[target], input_size if source < 0 else layer_sizes[source])
-        if np.shape(weight) != expected:
-            raise ValueError(f"edge {number} ({source} → {target}) has a weight of shape {np.shape(weight)}, "
-                             f"expected {expected}")
-        if bias is not None and np.shape(bias) != (layer_sizes[target],):
-            raise ValueError(f"edge {number} has a bias of shape {np.shape(bias)}, expected ({layer_sizes[target]},)")
-    if feedback_edge is not None and not 0 <= feedback_edge < len(edges):
-        raise ValueError(f"feedback_edge {feedback_edge} is not an edge index")
+        sizes = (input_size if source < 0 else layer_sizes[source], layer_sizes[target])
+        if (math.prod(operator.input_shape), math.prod(operator.output_shape)) != sizes:
+            raise ValueError(f"edge {number} ({source} → {target}) joins {sizes[0]} to {sizes[1]} neurons, but its "
+                             f"operator maps {operator.input_shape} to {operator.output_shape}")
+        expected = operator.weight_shape
+        if (weight is None) != (expected is None) or (weight is not None and np.shape(weight) != tuple(expected)):
+            raise ValueError(f"edge {number} ({source} → {target}) has a weight of shape "
+                             f"{None if weight is None else np.shape(weight)}, expected {expected}")
+        if bias is not None and (operator.bias_shape is None or np.shape(bias) != tuple(operator.bias_shape)):
+            raise ValueError(f"edge {number} has a bias of shape {np.shape(bias)}, expected {operator.bias_shape}")
+    if len(norm_bounds) != len(edges):
+        raise ValueError(f"{len(edges)} edges need as many norm bounds (None: uncapped), got {len(norm_bounds)}")
+    for number, bound in enumerate(norm_bounds):
+        if bound is not None and not bound > 0:
+            raise ValueError(f"edge {number}'s norm bound must be positive (or None: uncapped), got {bound}")
+
+
+def _norm_bounds(bounds: Sequence[float | None] | None, edges: int) -> tuple[float | None, ...]:
+    """Per edge, the Frobenius-norm cap as a float, or None."""
+    if bounds is None:
+        return (None,) * edges
+    return tuple(None if bound is None else float(bound) for bound in bounds)
 
 
 # ---------------------------------------------------------------------------------------------------- plain graph
@@ -423,41 +457,45 @@ class TernaryNeurons(AbstractProcess):
         self.v = Var(shape=(size,), init=0)
 
 
-class PlasticDense(AbstractProcess):
-    """A plastic connection of the plain graph: it owns W (n_out, n_in) and b, sends W·s + b forward and
-    (1/D)·Wᵀ(m ⊙ s_b) backward from the same array (so W and its transposed copy stay tied), and applies the local
-    update at the backward phase's last step: ΔW = (1/D)·(m ⊙ β)_post a_preᵀ, accumulated over a mini-batch's
-    windows and stepped (momentum SGD) in the LEARN window.
+class PlasticConnection(AbstractProcess):
+    """A plastic connection of the plain graph: it owns W and b of its map (dense, conv, transposed conv; average
+    pooling has none and only relays), sends W·s + b forward and (1/D)·Wᵀ(m ⊙ s_b) backward from the same array (so
+    W and its transposed copy stay tied), and applies the local update at the backward phase's last step:
+    ΔW = (1/D)·(m ⊙ β)_post a_preᵀ (a convolution's summed over the positions sharing its kernel), accumulated over a
+    mini-batch's windows and stepped (momentum SGD) in the LEARN window.
 
     Each direction delays one step, as Lava's Dense (it sends last step's buffer, then receives); the input edge
     has no delay: it receives x with the window's message and sends W·x̄ + b at every forward step.
 
     Args:
-        input_size, output_size: n_in, n_out.
+        operator: the map (lavaflow.processes.spide_maps), which fixes n_in, n_out and the shapes of W and b.
         message_size: n_in of the network (the length of the ``ctl_in`` message).
-        weights, bias: the initial W and b (bias None: none, never updated).
+        weights, bias: the initial W and b (bias None: none, never updated; both None for pooling).
         is_input: the edge reads the network's input (x̄, no delay, no backward message).
-        capped: the effective weight is W·min(1, c/‖W‖_F) (the feedback), ``bound`` = c.
+        norm_bound: c: the effective weight is W·min(1, c/‖W‖_F) (a capped edge), or None: uncapped.
         subtraction: D; loss_scale, momentum, weight_decay: as SPIDENetwork's.
         forward_steps, backward_steps: T_f, T_b.
         fraction_bits: None (float) or q (fixed point: x̄ on 8 bits, weights on 2^−q).
         velocity_weights, velocity_bias: the optimiser's starting momentum buffers (None: zeros).
     """
 
-    def __init__(self, *, input_size: int, output_size: int, message_size: int, weights: np.ndarray,
-                 bias: np.ndarray | None, is_input: bool, capped: bool, bound: float, subtraction: float,
+    def __init__(self, *, operator: EdgeOperator, message_size: int, weights: np.ndarray | None,
+                 bias: np.ndarray | None, is_input: bool, norm_bound: float | None, subtraction: float,
                  loss_scale: float, momentum: float, weight_decay: float, forward_steps: int, backward_steps: int,
                  fraction_bits: int | None = None, velocity_weights: np.ndarray | None = None,
                  velocity_bias: np.ndarray | None = None, name: str | None = None,
                  log_config: LogConfig | None = None) -> None:
-        super().__init__(is_input=bool(is_input), has_bias=bias is not None, capped=bool(capped), bound=float(bound),
+        super().__init__(operator=operator, is_input=bool(is_input), has_bias=bias is not None,
+                         norm_bound=None if norm_bound is None else float(norm_bound),
                          subtraction=float(subtraction), loss_scale=float(loss_scale), momentum=float(momentum),
                          weight_decay=float(weight_decay), forward_steps=int(forward_steps),
                          backward_steps=int(backward_steps), fraction_bits=fraction_bits, name=name,
                          log_config=log_config)
-        shape = (int(output_size), int(input_size))
-        if np.shape(weights) != shape:
-            raise ValueError(f"PlasticDense {name}: weights of shape {np.shape(weights)}, expected {shape}")
+        input_size, output_size = math.prod(operator.input_shape), math.prod(operator.output_shape)
+        # pooling learns nothing: one placeholder value stands in for W and b (Lava Vars cannot be empty)
+        shape, bias_shape = tuple(operator.weight_shape or (1,)), tuple(operator.bias_shape or (1,))
+        if weights is not None and np.shape(weights) != shape:
+            raise ValueError(f"PlasticConnection {name}: weights of shape {np.shape(weights)}, expected {shape}")
         self.ctl_in = InPort(shape=(HEADER + int(message_size),))
         self.s_in = InPort(shape=(input_size,))
         self.a_out = OutPort(shape=(output_size,))
@@ -465,9 +503,9 @@ class PlasticDense(AbstractProcess):
         self.b_in = InPort(shape=(output_size,))
         self.b_out = OutPort(shape=(input_size,))
         self.error_in = InPort(shape=(output_size,))
-        self.weights = Var(shape=shape, init=np.asarray(weights))
-        self.bias = Var(shape=(output_size,), init=np.zeros(output_size) if bias is None else bias)
+        self.weights = Var(shape=shape, init=np.zeros(shape) if weights is None else np.asarray(weights))
+        self.bias = Var(shape=bias_shape, init=np.zeros(bias_shape) if bias is None else bias)
         self.velocity_weights = Var(shape=shape, init=0 if velocity_weights is None else np.asarray(velocity_weights))
-        self.velocity_bias = Var(shape=(output_size,), init=0 if velocity_bias is None else np.asarray(velocity_bias))
+        self.velocity_bias = Var(shape=bias_shape, init=0 if velocity_bias is None else np.asarray(velocity_bias))
         self.gradient_weights = Var(shape=shape, init=0)
-        self.gradient_bias = Var(shape=(output_size,), init=0)
+        self.gradient_bias = Var(shape=bias_shape, init=0)
