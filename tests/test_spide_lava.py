@@ -225,16 +225,20 @@ def test_in_loop_caps_hold_in_the_graph_after_large_steps(graph_kind: str) -> No
 
 
 @pytest.mark.timeout(300)
-def test_trainer_writes_a_run_dir_whose_checkpoint_is_the_graph(tmp_path) -> None:
+@pytest.mark.parametrize("layers", ["dense", "conv"])
+def test_trainer_writes_a_run_dir_whose_checkpoint_is_the_graph(tmp_path, layers: str) -> None:
     """Two epochs on 256 digits (batches of 32) in the graph: the run dir holds config, checkpoint, history,
     NetSpec, metrics and plots; the checkpoint's torch model (weights read from the graph) gives the test accuracy
-    the graph measured."""
+    the graph measured. Dense, and conv → average pooling with a transposed-conv feedback (a pooling edge has no
+    parameters to export)."""
     from lavaflow.pipeline.config import TrainConfig
     from lavaflow.pipeline.data import load_data
     from lavaflow.pipeline.rundir import RunDir
     from lavaflow.pipeline.spide_lava import train_spide_lava
 
-    model_config = SPIDEConfig(layers=("fc 64",), feedback="fc", backward_steps=30)
+    model_config = (SPIDEConfig(layers=("fc 64",), feedback="fc", backward_steps=30) if layers == "dense" else
+                    SPIDEConfig(layers=("conv 8 k3 p1", "pool 2"), feedback="convT k2 s2", init="kaiming",
+                                data_init=True, backward_steps=30))
     config = TrainConfig(method="spide", data="digits", epochs=2, batch_size=32, time_steps=10, optimizer="sgd",
                          learning_rate=0.1, momentum=0.9, weight_decay=5e-6, encoding="current", limit=256,
                          model=dataclasses.asdict(model_config))
