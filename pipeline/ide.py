@@ -267,4 +267,5 @@ METHOD = Method(
                        "milestones": (30, 60, 90), "gamma": 0.1, "epochs": 100, "batch_size": 128},
     description="Implicit differentiation on the equilibrium of a feedback SNN (Xiao et al. 2021): memory "
                 "independent of T; IF/LIF soft-reset neurons, θ = 2.",
+    refresh_statistics=IDENetwork.refresh_statistics,
 )

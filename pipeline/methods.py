@@ -14,7 +14,7 @@ resumed run identical to an uninterrupted one without putting generator states i
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,8 @@ class Method:
         train: a staged method's own driver, or None for the shared loop.
         initialise: (built module, first training batch) -> None, a data-dependent initialisation (SPIDE's
             ``data_init``); None: the built weights are the start.
+        refresh_statistics: (module, training batches) -> None, recomputes what evaluation uses from the training
+            set after every epoch (IDE's exact BatchNorm statistics); None: nothing to recompute.
     """
 
     name: str
@@ -53,6 +55,9 @@ class Method:
     # called once on a fresh run, before training and before DDP's wrap (which copies rank 0's weights to every
     # worker); a resumed run skips it, its weights come from the checkpoint.
     initialise: Callable[[torch.nn.Module, torch.Tensor], None] | None = None
+    # After every epoch, before evaluation and the checkpoint: the module recomputes evaluation-time state from the
+    # training set (time-first batches, encoded as evaluation encodes them, the same draws every epoch).
+    refresh_statistics: Callable[[torch.nn.Module, Iterable[torch.Tensor]], None] | None = None
 
 
 # name -> module defining METHOD; imported lazily so `lavaflow --help` stays fast.

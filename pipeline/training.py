@@ -209,16 +209,17 @@ def evaluate(
 
 
 def refresh_statistics(
-    model: torch.nn.Module, loader: DataLoader, encoding: Encoding, time_steps: int, device: str, seed: int
+    method: Method, model: torch.nn.Module, loader: DataLoader, encoding: Encoding, time_steps: int, device: str,
+    seed: int
 ) -> None:
-    """Let a model that exposes ``refresh_statistics(batches)`` (IDE's exact BatchNorm statistics) recompute
-    what evaluation uses from the whole training set, before the loop evaluates and saves it."""
-    refresh = getattr(model, "refresh_statistics", None)
-    if not callable(refresh):
+    """``Method.refresh_statistics`` (IDE's exact BatchNorm statistics): what evaluation uses, recomputed from the
+    whole training set before the loop evaluates and saves it; nothing for a method without one."""
+    if method.refresh_statistics is None:
         return
     generator = epoch_generator(seed, -2, EVALUATION_STREAM)
     with torch.no_grad():
-        refresh(encode(batch, encoding, time_steps, generator).to(device) for batch, _ in loader)
+        method.refresh_statistics(
+            model, (encode(batch, encoding, time_steps, generator).to(device) for batch, _ in loader))
 
 
 def resolve_encoding(config: TrainConfig, info: DataInfo) -> Encoding:
@@ -516,7 +517,8 @@ def _train(
             # Evaluation's statistics, outside the epoch's time as evaluation is (training never reads them). IDE's
             # exact BatchNorm statistics: one pass over the data at the first epoch (~2 s for Fashion-MNIST on one
             # thread), ~10 ms at each later one.
-            refresh_statistics(model, statistics_loader, encoding, config.time_steps, config.device, config.seed)
+            refresh_statistics(method, model, statistics_loader, encoding, config.time_steps, config.device,
+                               config.seed)
             test_loss, test_accuracy = evaluate(
                 model, test_loader, encoding, config.time_steps, config.device, config.seed
             )
