@@ -333,7 +333,7 @@ class _Incidence:
         if connection.sparse is not None:
             rows, cols = connection.sparse.rows.astype(np.int64), connection.sparse.cols.astype(np.int64)
         else:
-            rows, cols = _conv_pairs(connection.conv)
+            rows, cols, _ = conv_synapses(connection.conv)
         matrix = scipy.sparse.csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n_out, n_in))
         self.per_target = np.diff(matrix.indptr).astype(np.int64)
         self.per_source = np.bincount(matrix.indices, minlength=n_in).astype(np.int64)
@@ -346,15 +346,16 @@ class _Incidence:
         return np.unique(self._rows.indices[pointers[start]:pointers[stop]])
 
 
-def _conv_pairs(conv: Conv) -> tuple[np.ndarray, np.ndarray]:
-    """(target, source) flat indices of every synapse a conv stores: each output neuron with each in-bounds kernel
-    tap of the input channels of its group (zero padding stores nothing). torch's conv2d geometry."""
+def conv_synapses(conv: Conv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(target, source, kernel entry) flat indices of every synapse a conv stores: each output neuron with each
+    in-bounds kernel tap of the input channels of its group (zero padding stores nothing); the kernel entry indexes
+    ``conv.weight.ravel()``. torch's conv2d geometry."""
     c_out, out_h, out_w = conv.output_shape
     c_in, height, width = conv.input_shape
     per_group_in, per_group_out = c_in // conv.groups, c_out // conv.groups
     channels_out = np.arange(c_out)[:, None]
     channels_in = (channels_out // per_group_out) * per_group_in + np.arange(per_group_in)[None, :]  # (C_out, C_in/g)
-    rows, cols = [], []
+    rows, cols, entries = [], [], []
     k_h, k_w = conv.weight.shape[2:]
     for tap_h in range(k_h):
         in_h = np.arange(out_h) * conv.stride[0] - conv.padding[0] + tap_h * conv.dilation[0]
@@ -368,11 +369,28 @@ def _conv_pairs(conv: Conv) -> tuple[np.ndarray, np.ndarray]:
                 continue
             target = channels_out[:, :, None] * (out_h * out_w) + out_pos[None, None, :]
             source = channels_in[:, :, None] * (height * width) + in_pos[None, None, :]
+            entry = ((np.arange(c_out)[:, None] * per_group_in + np.arange(per_group_in)[None, :]) * (k_h * k_w)
+                     + tap_h * k_w + tap_w)
             rows.append(np.broadcast_to(target, source.shape).ravel())
             cols.append(source.ravel())
+            entries.append(np.broadcast_to(entry[:, :, None], source.shape).ravel())
     if not rows:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
+        return (np.zeros(0, dtype=np.int64),) * 3
+    return tuple(np.concatenate(part).astype(np.int64) for part in (rows, cols, entries))  # type: ignore[return-value]
+
+
+def fan_outs(weight: np.ndarray, source_size: int, *, conv: Conv | None = None,
+             nonzero_only: bool = False) -> np.ndarray:
+    """Per source neuron of a dense or conv connection, the synapses it drives: every stored one (what Loihi
+    stores and processes), or with ``nonzero_only`` those whose weight is not zero (the accumulates a spike really
+    triggers: the count set against an ANN's multiply-accumulates)."""
+    weight = np.asarray(weight)
+    if conv is None:  # dense (n_out, n_in): every target reads every source
+        return (weight != 0).sum(0) if nonzero_only else np.full(source_size, weight.shape[0], dtype=np.int64)
+    _, sources, entries = conv_synapses(conv)
+    if nonzero_only:
+        sources = sources[weight.ravel()[entries] != 0]
+    return np.bincount(sources, minlength=source_size).astype(np.int64)
 
 
 @dataclass

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as functional
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from lavaflow.deploy import resources
 from lavaflow.models.errors import ConfigError, LavaflowError
 from lavaflow.models.netspec import INPUT, Conv, Dense, NetSpec
 from lavaflow.models.vgg import NEURONS, SURROGATES, SNNNeuron, VGGArchitecture, VGGTwins
@@ -244,19 +244,14 @@ def _layer_size(model: VGGTwins, layer: int) -> int:
 # ------------------------------------------------------------------------------------------------ energy
 def fan_outs(spec: NetSpec) -> dict[int, np.ndarray]:
     """Per connection index, each source neuron's number of targets (non-zero weights it drives)."""
+    sizes = {INPUT: spec.input.size, **{name: population.size for name, population in spec.populations.items()}}
     result = {}
     for index, connection in enumerate(spec.connections):
         synapse = connection.synapse
-        if isinstance(synapse, Dense):
-            result[index] = (synapse.weight != 0).sum(0).astype(np.float64)
-        elif isinstance(synapse, Conv):  # d Σ conv(x, mask) / dx at x = 1 counts each input's (output, tap) pairs
-            ones = torch.ones((1, *synapse.input_shape), dtype=torch.float64, requires_grad=True)
-            mask = torch.from_numpy((synapse.weight != 0).astype(np.float64))
-            functional.conv2d(ones, mask, stride=synapse.stride, padding=synapse.padding, dilation=synapse.dilation,
-                              groups=synapse.groups).sum().backward()
-            result[index] = ones.grad.flatten().numpy()
-        else:
+        if not isinstance(synapse, (Dense, Conv)):
             raise ConfigError(f"energy count: connection {index} holds a {type(synapse).__name__}, not Dense or Conv")
+        result[index] = resources.fan_outs(synapse.weight, sizes[connection.source], nonzero_only=True,
+                                           conv=synapse if isinstance(synapse, Conv) else None).astype(np.float64)
     return result
 
 

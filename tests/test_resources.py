@@ -20,6 +20,7 @@ from lavaflow.deploy.resources import (
     DoesNotFitError,
     ResourceReport,
     check_fit,
+    fan_outs,
     partition_order,
     resource_report,
     weight_bits,
@@ -279,3 +280,24 @@ def test_intel_mnist_network_needs_the_cores_intels_compiler_used() -> None:
           "cores [3, 1, 1]")
     assert abs(report.num_cores - 5) <= 1
     assert list(report.cores_per_layer().values()) == [3, 1, 1]
+
+
+@pytest.mark.parametrize(("stride", "padding", "dilation", "groups"),
+                         [((1, 1), (1, 1), (1, 1), 1), ((2, 1), (0, 2), (1, 1), 2), ((1, 2), (1, 0), (2, 1), 3)])
+def test_fan_outs_equal_the_columns_of_the_unrolled_matrix(stride, padding, dilation, groups) -> None:
+    """Each source's fan-out of a conv (stored synapses, and with nonzero_only the non-zero ones) equals the count of
+    its column in the dense matrix the conv unrolls to (deploy.lowering.conv_matrix), with zeros in the kernel;
+    a dense connection counts every target, or its non-zero weights."""
+    rng = np.random.default_rng(5)
+    kernel = rng.integers(-3, 4, size=(6, 6 // groups, 3, 2)).astype(float)
+    kernel[kernel == 0] = 1.0
+    kernel[rng.random(kernel.shape) < 0.3] = 0.0  # zero weights: stored, but no accumulate
+    conv = Conv(kernel, (6, 7, 6), stride=stride, padding=padding, dilation=dilation, groups=groups)
+    stored = conv_matrix(np.ones_like(kernel), conv) != 0
+    nonzero = conv_matrix(kernel, conv) != 0
+    assert nonzero.sum() < stored.sum()
+    np.testing.assert_array_equal(fan_outs(kernel, 6 * 7 * 6, conv=conv), stored.sum(0))
+    np.testing.assert_array_equal(fan_outs(kernel, 6 * 7 * 6, conv=conv, nonzero_only=True), nonzero.sum(0))
+    dense = np.array([[0.0, 1.0, 2.0], [3.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(fan_outs(dense, 3), [2, 2, 2])
+    np.testing.assert_array_equal(fan_outs(dense, 3, nonzero_only=True), [1, 1, 1])
