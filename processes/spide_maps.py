@@ -143,10 +143,11 @@ class Conv:
         padded = np.zeros((batch, height + 2 * pad, width + 2 * pad, channels))
         _, out_h, out_w = self._shapes()[0]
         span_h, span_w = (out_h - 1) * self.stride + 1, (out_w - 1) * self.stride + 1
+        taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))  # (k, k, C', C): a strided slice defeats BLAS
         for dy in range(self.kernel):
             for dx in range(self.kernel):
                 padded[:, dy:dy + span_h:self.stride, dx:dx + span_w:self.stride] += (
-                    rows @ weight[:, :, dy, dx]).reshape(batch, out_h, out_w, channels)
+                    rows @ taps[dy, dx]).reshape(batch, out_h, out_w, channels)
         return padded[:, pad:pad + height, pad:pad + width].transpose(0, 3, 1, 2).reshape(batch, -1)
 
 
