@@ -384,8 +384,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N samples of each split")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per worker (default 1; 0: the available cores shared among the "
-                             "torchrun workers of this machine). With 1 a run's numbers are the same on every "
-                             "machine (IDE's float sums change with the thread count) and a busy machine is never "
+                             "torchrun workers of this machine). With 1 a run's numbers do not depend on the "
+                             "number of cores (IDE's float sums change with the thread count; another CPU model's "
+                             "math kernels may still round differently) and a busy machine is never "
                              "oversubscribed (torch's default of a thread per core ran 5-9x slower beside other "
                              "CPU-heavy processes; on an idle 2-core CPU 2 threads train IDE on digits in 8 s "
                              "instead of 11 s); raise it on an idle machine, or use 0")
