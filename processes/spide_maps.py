@@ -51,6 +51,10 @@ class Dense:
         """The bias as a current per target neuron."""
         return bias
 
+    def current(self, source: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """W·source + b: the edge's current into its target."""
+        return self.apply(source, weight) + self.expand_bias(bias)
+
     def bias_gradient(self, error: np.ndarray) -> np.ndarray:
         return error.sum(0)
 
@@ -101,6 +105,8 @@ class Conv:
     def expand_bias(self, bias: np.ndarray) -> np.ndarray:
         _, height, width = self.output_shape
         return np.repeat(bias, height * width)
+
+    current = Dense.current
 
     def bias_gradient(self, error: np.ndarray) -> np.ndarray:
         return error.reshape(error.shape[0], self.output_shape[0], -1).sum((0, 2))
@@ -167,6 +173,10 @@ class AvgPool:
         k = self.kernel
         blocks = source.reshape(-1, channels, height // k, k, width // k, k)
         return blocks.sum((3, 5)).reshape(source.shape[0], -1) / (k * k)
+
+    def current(self, source: np.ndarray, weight: None, bias: None) -> np.ndarray:
+        """The pooled source (no weight, no bias)."""
+        return self.apply(source, weight)
 
     def adjoint(self, error: np.ndarray, weight: None) -> np.ndarray:
         """Each output's error spread evenly (÷ k²) over its k × k window."""

@@ -199,10 +199,8 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
 
     def edge_current(self, number: int, source: np.ndarray) -> np.ndarray:
         """d_e ⊙ (W_e·source + b_e)."""
-        operator = self.operators[number]
-        current = operator.apply(source, self.effective[number])
-        if operator.weight_shape is not None:
-            current = current + operator.expand_bias(self.bias(number))
+        bias = self.bias(number) if self.operators[number].weight_shape is not None else None
+        current = self.operators[number].current(source, self.effective[number], bias)
         return current if self.masks_dropout is None else current * self.masks_dropout[number]
 
     def forward_step(self) -> None:

@@ -227,8 +227,7 @@ class PyPlasticConnectionModel(_Windowed):
 
     def forward(self, source: np.ndarray) -> np.ndarray:
         """W·source + b (pooling: the pooled source)."""
-        current = self.operator.apply(source[None], self.effective)[0]
-        return current + self.operator.expand_bias(self.bias) if self.learns else current
+        return self.operator.current(source[None], self.effective, self.bias if self.learns else None)[0]
 
     def update(self, error: np.ndarray) -> None:
         """ΔW = (1/D)·error·preᵀ ÷ loss scale (× the cap factor), accumulated; momentum SGD in a LEARN window."""
