@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from lavaflow.models import netspec
 from lavaflow.models.feedback import _GeneratorHandle, unit_row_uniform
+from lavaflow.models.input_norm import fold
 from lavaflow.models.neurons import SoftResetParams, constant_in_time, mean_input, rate_normaliser, soft_reset_step
 
 INITS = ("unit_row", "kaiming")
@@ -301,7 +302,7 @@ class SPIDENetwork(nn.Module):
 
     def __init__(self, input_shape: tuple[int, ...], layers: Sequence[str], feedback: str, num_classes: int, *,
                  neuron: SoftResetParams, feedback_norm_bound: float, dropout: float, init: str,
-                 generator: torch.Generator, loop_norm_bound: float | None = None) -> None:
+                 generator: torch.Generator, loop_norm_bound: float | None = None, batch_norm: bool = False) -> None:
         super().__init__()
         if not layers:
             raise ValueError("a SPIDE network needs at least one layer")
@@ -361,6 +362,13 @@ class SPIDENetwork(nn.Module):
             else:
                 self._bias_index.append(len(self.biases))
                 self.biases.append(nn.Parameter(torch.zeros(operator.output_shape[0])))
+        first = self.edges[0].operator
+        if batch_norm and not isinstance(first, (Linear, Conv)):
+            raise ValueError(f"batch_norm normalises the input layer's current, but model.layers[0] is a "
+                             f"{type(first).__name__}; start with an fc or conv layer, or leave batch_norm off")
+        self.input_norm = ((nn.BatchNorm2d if isinstance(first, Conv) else nn.BatchNorm1d)(self.layer_shapes[0][0])
+                           if batch_norm else None)
+        """BatchNorm on the input edge's current (γ, β and the statistics evaluation folds into F and b), or None."""
         readout_in = math.prod(self.layer_shapes[-1])
         bound = 1 / math.sqrt(readout_in)
         self.readout = nn.utils.skip_init(nn.Linear, readout_in, num_classes)
@@ -393,8 +401,13 @@ class SPIDENetwork(nn.Module):
         """Restart the dropout masks' generator (the training loop calls this every epoch; see FeedbackSNN)."""
         self._generator.generator.manual_seed(seed)
 
-    def batch_operators(self, batch_size: int) -> BatchOperators:
-        """This mini-batch's effective weights (with a graph into the parameters) and its dropout masks."""
+    def batch_operators(self, batch_size: int, average_input: Tensor | None = None) -> BatchOperators:
+        """This mini-batch's effective weights (with a graph into the parameters) and its dropout masks.
+
+        With ``input_norm``, the input edge's weight and bias are BatchNorm folded in (``models.input_norm.fold``):
+        in training with the statistics of this batch's drive F·x̄ + b, which needs ``average_input`` x̄ (B,
+        *input_shape); in evaluation with the stored statistics.
+        """
         weights, biases = [], []
         for number in range(len(self.edges)):
             index, bias_index = self._weight_index[number], self._bias_index[number]
@@ -404,6 +417,8 @@ class SPIDENetwork(nn.Module):
                 weight = frobenius_cap(weight, bound)
             weights.append(weight)
             biases.append(None if bias_index is None else self.biases[bias_index])
+        if self.input_norm is not None:
+            weights[0], biases[0] = self._normalised_input(weights[0], biases[0], average_input)
         dropout = None
         if self.training and self.dropout > 0:
             generator, keep = self._generator.generator, 1 - self.dropout
@@ -411,6 +426,17 @@ class SPIDENetwork(nn.Module):
             dropout = tuple((torch.rand((batch_size, *self.layer_shapes[edge.target]), generator=generator,
                                         device=generator.device) < keep).to(like) / keep for edge in self.edges)
         return BatchOperators(tuple(weights), tuple(biases), dropout)
+
+    def _normalised_input(self, weight: Tensor, bias: Tensor, average_input: Tensor | None) -> tuple[Tensor, Tensor]:
+        norm = self.input_norm
+        if not self.training:
+            return fold(norm, weight, bias, norm.running_mean, norm.running_var)
+        if average_input is None:
+            raise ValueError("in training, BatchNorm on the input layer needs this batch's mean input: "
+                             "batch_operators(batch_size, average_input)")
+        drive = self.edges[0].operator.apply(average_input, weight, bias)
+        dims = [0, *range(2, drive.dim())]
+        return fold(norm, weight, bias, drive.mean(dims), drive.var(dims, unbiased=False))
 
     def edge_current(self, number: int, source: Tensor, operators: BatchOperators) -> Tensor:
         """d_e ⊙ (W_e·source + b_e): edge ``number``'s current into its target."""
@@ -459,7 +485,10 @@ class SPIDENetwork(nn.Module):
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Logits (B, classes) from the last layer's forward rates (no SPIDE gradient: see pipeline.spide)."""
-        phase = self.forward_phase(inputs, self.batch_operators(inputs.shape[1]))
+        average = None
+        if self.training and self.input_norm is not None:
+            average = mean_input(inputs, self.neuron.leak, self.readout.weight.dtype)
+        phase = self.forward_phase(inputs, self.batch_operators(inputs.shape[1], average))
         return self.readout(phase.rates[-1].flatten(1))
 
 

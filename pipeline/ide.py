@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from lavaflow.models.errors import ConfigError
 from lavaflow.models.feedback import FeedbackArchitecture, FeedbackSNN, feedback_netspec
+from lavaflow.models.input_norm import InputMoments, dense_statistics, drive_statistics, input_moments
 from lavaflow.models.netspec import NetSpec
 from lavaflow.models.neurons import SoftResetParams, mean_input
 from lavaflow.pipeline.implicit import implicit_backward
@@ -144,19 +144,10 @@ class IDENetwork(nn.Module):
             mean, variance = input_statistics(self.network, inputs)
         else:
             if self._input_moments is None:
-                self._input_moments = input_moments(self.network, inputs)
-            mean, variance = dense_statistics(self.network, self._input_moments)
+                self._input_moments = input_moments(_mean_inputs(self.network, inputs))
+            mean, variance = dense_statistics(self.network.input_weight, self.network.input_bias, self._input_moments)
         norm.running_mean.copy_(mean)
         norm.running_var.copy_(variance)
-
-
-class InputMoments(NamedTuple):
-    """Sample count, mean (D,) and covariance (D, D; divided by the count) of flattened mean inputs, in float64:
-    all that the statistics of a dense layer's drive W·x + b need, for any W and b."""
-
-    count: int
-    mean: Tensor
-    covariance: Tensor
 
 
 def _mean_inputs(network: FeedbackSNN, inputs: Iterable[Tensor]) -> Iterator[Tensor]:
@@ -166,55 +157,15 @@ def _mean_inputs(network: FeedbackSNN, inputs: Iterable[Tensor]) -> Iterator[Ten
 
 
 @torch.no_grad()
-def input_moments(network: FeedbackSNN, inputs: Iterable[Tensor]) -> InputMoments:
-    """The InputMoments of every batch of ``inputs`` (one pass; sums about the first batch's mean, in float64)."""
-    shift = first = second = None
-    count = 0
-    for average in _mean_inputs(network, inputs):
-        values = average.flatten(1).to(torch.float64)
-        shift = values.mean(0) if shift is None else shift
-        centred = values - shift
-        first = centred.sum(0) if first is None else first + centred.sum(0)
-        second = centred.T @ centred if second is None else second + centred.T @ centred
-        count += values.shape[0]
-    if shift is None or first is None or second is None or count < 2:
-        raise ValueError("BatchNorm statistics need at least two samples; the data gave fewer")
-    offset = first / count
-    return InputMoments(count, shift + offset, second / count - torch.outer(offset, offset))
-
-
-@torch.no_grad()
-def dense_statistics(network: FeedbackSNN, moments: InputMoments) -> tuple[Tensor, Tensor]:
-    """Mean and unbiased variance of a dense input layer's drive W·x + b over the samples ``moments`` describe."""
-    weight = network.input_weight.detach().flatten(1).to(torch.float64)
-    mean = weight @ moments.mean + network.input_bias.detach().to(torch.float64)
-    variance = ((weight @ moments.covariance) * weight).sum(1).clamp_min(0) * moments.count / (moments.count - 1)
-    return mean.to(network.input_weight.dtype), variance.to(network.input_weight.dtype)
-
-
-@torch.no_grad()
 def input_statistics(network: FeedbackSNN, inputs: Iterable[Tensor]) -> tuple[Tensor, Tensor]:
     """Per-channel mean and unbiased variance of the input layer's drive F·x + b over every batch of ``inputs``.
 
     The drive is the one training normalises: F applied to each sample's λ-weighted mean input (spec §2.6), so
-    the result is what BatchNorm's batch statistics would give on one batch holding all the samples. Sums are
-    accumulated in float64, so the figures do not depend on the batch size.
+    the result is what BatchNorm's batch statistics would give on one batch holding all the samples.
     """
     if network.architecture.kind != "conv":
-        return dense_statistics(network, input_moments(network, inputs))
-    total = squares = None
-    count = 0
-    for average in _mean_inputs(network, inputs):
-        drive = network.input_drive(average)
-        values = drive.transpose(0, 1).reshape(drive.shape[1], -1).to(torch.float64)  # (channels, values)
-        total = values.sum(1) if total is None else total + values.sum(1)
-        squares = values.square().sum(1) if squares is None else squares + values.square().sum(1)
-        count += values.shape[1]
-    if total is None or squares is None or count < 2:
-        raise ValueError("BatchNorm statistics need at least two values per channel; the data gave fewer")
-    mean = total / count
-    variance = (squares - count * mean.square()).clamp_min(0) / (count - 1)
-    return mean.to(network.input_weight.dtype), variance.to(network.input_weight.dtype)
+        return dense_statistics(network.input_weight, network.input_bias, input_moments(_mean_inputs(network, inputs)))
+    return drive_statistics(network.input_drive(average) for average in _mean_inputs(network, inputs))
 
 
 def architecture_of(config: IDEConfig, input_shape: tuple[int, ...], num_classes: int) -> FeedbackArchitecture:

@@ -34,11 +34,24 @@ weight W·min(1, c/‖W‖_F) is recomputed per batch and the factor is a consta
 local (rates × rates, times one scalar per weight) and a Lava graph can apply it exactly as it caps the feedback.
 At 12 (just above the convs' kaiming init, √(2·64) ≈ 11.3) the same run kept ρ(J) ≤ 0.63 (median) and ended at
 96.67 % (``pipeline/configs/spide-mnist5k-convnetf.yaml`` with ``--data digits``).
+
+BatchNorm on the input layer (``model.batch_norm``; not in the reference). IDE's F400 normalises F·x̄ + b with
+BatchNorm, and that is what gave IDE its lead over SPIDE on Fashion-MNIST (epoch 1: 85.6 % against 83.7 % with
+``data_init``; rescaling F during training without BatchNorm's backward gained nothing, see the F-MNIST preset).
+It fits SPIDE's locality: BatchNorm is per unit, its statistics are batch sums of the unit's own current, and its
+backward is per unit too, dz = s·(e − mean e − x̂·mean(e·x̂)) for the error e = gate ⊙ β/D at the unit's current —
+batch sums of the kind the update Σ_batch (m⊙β) aᵀ already takes; no signal crosses units. In training the
+batch's statistics fold into the input edge (F' = s·F, b' = s·(b − μ) + β, ``models.input_norm.fold``), the
+spiking phases run unchanged on F', and SPIDE's update of F' and b' reaches F, b, γ and β through the fold by
+autograd, which is BatchNorm's backward exactly. Evaluation and export fold the exact training-set statistics
+(recomputed after every epoch, as IDE's ``batch_norm_statistics: exact``), so the NetSpec is a plain F and b.
+The Lava graph does the same in its fused float model (the window holds the batch); the plain, one-sample-per-
+window graph would need a batch's statistics before its forward phase and refuses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -47,6 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from lavaflow.models.errors import ConfigError
+from lavaflow.models.input_norm import InputMoments, dense_statistics, drive_statistics, input_moments
 from lavaflow.models.netspec import NetSpec
 from lavaflow.models.neurons import SoftResetParams, mean_input, rate_normaliser
 from lavaflow.models.spide_network import (
@@ -86,6 +100,10 @@ class SPIDEConfig:
         data_init: before training (not on resume), rescale each unit of the input operator F (each output channel
             of a conv F) and set its bias so that its current F·x̄ + b has mean 0 and standard deviation 1 over the
             run's first training batch (``standardise_input_edge``). False: the ``init`` weights and zero biases.
+        batch_norm: BatchNorm on the input layer's current F·x̄ + b, as IDE's F400 has (per unit; per channel for a
+            conv F): batch statistics in training, the exact training-set statistics (recomputed after every epoch,
+            as IDE's ``batch_norm_statistics: exact``) in evaluation and export, where it folds into F and b. Off
+            in the reference; see the module docstring, "BatchNorm on the input layer".
     """
 
     layers: tuple[str, ...] = ("fc 400",)
@@ -102,6 +120,7 @@ class SPIDEConfig:
     loop_norm_bound: float | None = None
     dropout: float = 0.0
     data_init: bool = False
+    batch_norm: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -117,12 +136,13 @@ class SPIDEConfig:
             "loop_norm_bound": self.loop_norm_bound is None or self.loop_norm_bound > 0,
             "dropout": 0 <= self.dropout < 1,
             "data_init": isinstance(self.data_init, bool),
+            "batch_norm": isinstance(self.batch_norm, bool),
         }
         bounds = {"layers": "a list of at least one layer string", "init": f"one of {list(INITS)}",
                   "threshold": "> 0 and above reset_potential", "leak": "in (0, 1]", "backward_threshold": "> 0",
                   "backward_subtraction": "> 0", "backward_steps": "≥ 1", "loss_scale": "> 0",
                   "feedback_norm_bound": "> 0", "loop_norm_bound": "> 0 or null (no cap)", "dropout": "in [0, 1)",
-                  "data_init": "true or false"}
+                  "data_init": "true or false", "batch_norm": "true or false"}
         for name, valid in checks.items():
             if not valid:
                 raise ConfigError(f"model.{name} = {getattr(self, name)!r} must be {bounds[name]}")
@@ -320,12 +340,11 @@ def standardise_input_edge(network: SPIDENetwork, inputs: Tensor) -> None:
     """Rescale the input operator F and set its bias b so that each unit's current z = F·x̄ + b has mean 0 and
     standard deviation 1 over ``inputs`` (per output channel, over samples and positions, for a conv F).
 
-    Why: SPIDE has no BatchNorm (BN's statistics couple the whole batch; they are not a local rule, nor a Lava
-    process), and the unit-norm or kaiming F gives layer 0 currents whose scale depends on the data (on
-    Fashion-MNIST's first batch |mean| 0.27 and sd 0.28 per unit on average, against D = 2 per spike). BN after F
-    is what gives IDE's epoch 1 its lead (preset comment in ``configs/spide-fashion-mnist.yaml``); this gives the
-    same starting scale once, before training, from one batch: a one-off initialisation, not a rule, so the
-    trained network stays SPIDE's (spike-only phases, local update) and its NetSpec is F and b as they are.
+    Why: the reference's SPIDE has no BatchNorm, and the unit-norm or kaiming F gives layer 0 currents whose scale
+    depends on the data (on Fashion-MNIST's first batch |mean| 0.27 and sd 0.28 per unit on average, against D = 2
+    per spike). This gives BatchNorm's starting scale once, before training, from one batch: a one-off
+    initialisation, not a rule (+1.3 pp at epoch 1 on Fashion-MNIST; ``model.batch_norm`` gains more, see the
+    module docstring).
 
     Per unit j with batch mean μ_j and (population) standard deviation σ_j of z_j: F_j ← F_j/σ_j and
     b_j ← (b_j − μ_j)/σ_j, so F'·x̄ + b' = (z − μ)/σ. A unit whose current does not vary over the batch (σ_j at
@@ -385,10 +404,14 @@ class SPIDEModel(nn.Module):
         self.network = network
         self.config = config
         self.record: list[SPIDERecord] | None = None
+        self.input_moments: InputMoments | None = None  # of the training set, kept by refresh_statistics
 
     def forward(self, inputs: Tensor) -> Tensor:
         network = self.network
-        operators = network.batch_operators(inputs.shape[1])
+        average = None
+        if network.input_norm is not None and self.training:
+            average = mean_input(inputs, network.neuron.leak, network.readout.weight.dtype)
+        operators = network.batch_operators(inputs.shape[1], average)
         phase = network.forward_phase(inputs, operators)
         rates = phase.rates[-1]
         if self.training and torch.is_grad_enabled():
@@ -396,6 +419,27 @@ class SPIDEModel(nn.Module):
             parameters += [b for b in operators.biases if b is not None]
             rates = RuleGradient.apply(rates, partial(self._spide_gradients, phase, operators), *parameters)
         return network.readout(rates.flatten(1))
+
+    @torch.no_grad()
+    def refresh_statistics(self, inputs: Iterable[Tensor]) -> None:
+        """With ``batch_norm``, set the input BatchNorm's stored statistics to the exact ones of ``inputs`` (the
+        training set, time-first batches; ``Method.refresh_statistics``). A dense F keeps the inputs' moments from
+        the first call, so later epochs cost one product instead of a pass over the data."""
+        network = self.network
+        norm = network.input_norm
+        if norm is None:
+            return
+        averages = (mean_input(batch, network.neuron.leak, torch.float64) for batch in inputs)
+        weight, bias = network.weights[0], network.biases[0]
+        if isinstance(network.edges[0].operator, Conv):
+            mean, variance = drive_statistics(network.edges[0].operator.apply(average, weight.double(), bias.double())
+                                              for average in averages)
+        else:
+            if self.input_moments is None:
+                self.input_moments = input_moments(averages)
+            mean, variance = dense_statistics(weight, bias, self.input_moments)
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(variance)
 
     def _spide_gradients(self, phase: ForwardPhase, operators: BatchOperators, grad_rates: Tensor) -> list[Tensor]:
         """SPIDE's update for the loop's ∂L/∂a^N: the backward phase and the local update, divided by the loss
@@ -418,7 +462,8 @@ def build(config: SPIDEConfig, input_shape: tuple[int, ...], num_classes: int, t
     try:
         network = SPIDENetwork(tuple(input_shape), config.layers, config.feedback, num_classes, neuron=config.neuron,
                                feedback_norm_bound=config.feedback_norm_bound, dropout=config.dropout,
-                               init=config.init, generator=generator, loop_norm_bound=config.loop_norm_bound)
+                               init=config.init, generator=generator, loop_norm_bound=config.loop_norm_bound,
+                               batch_norm=config.batch_norm)
     except ValueError as error:
         raise ConfigError(f"model: {error}; fix model.layers / model.feedback in the config") from None
     return SPIDEModel(network, config)
@@ -442,6 +487,7 @@ METHOD = Method(
     build=build,
     to_netspec=to_netspec,
     initialise=initialise,
+    refresh_statistics=SPIDEModel.refresh_statistics,
     # The reference's SGD (momentum 0.9, lr 0.05) with its weight decay 5e-4 divided by the default loss scale 100
     # (the update reaches the optimiser unscaled, spec §3.7); T_f = 30.
     training_defaults={"optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9, "weight_decay": 5e-6,

@@ -45,6 +45,7 @@ from lavaflow.pipeline.training import (
     learning_rate_factor,
     log,
     make_optimizer,
+    refresh_statistics,
     resolve_encoding,
     restore_checkpoint,
 )
@@ -105,6 +106,10 @@ def _train(config: TrainConfig, model_config: SPIDEConfig, run_dir: RunDir, back
     if state is not None:
         momentum_buffers = _restore(model, config, state, run_dir)
         history = [{key: row[key] for key in HISTORY_KEYS} for row in state["history"]]
+    # model.batch_norm: the training set's input moments (one pass), from which the graph computes the exact
+    # statistics evaluation uses, as the shared loop's refresh after every epoch does.
+    statistics_loader = DataLoader(train_set, batch_size=config.test_batch_size)
+    refresh_statistics(METHOD, model, statistics_loader, encoding, config.time_steps, "cpu", config.seed)
     sampler = DistributedSampler(train_set, 1, 0, shuffle=True, seed=config.seed, drop_last=False)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler)
     test_loader = DataLoader(test_set, batch_size=config.batch_size)

@@ -225,18 +225,19 @@ def test_in_loop_caps_hold_in_the_graph_after_large_steps(graph_kind: str) -> No
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("layers", ["dense", "conv"])
+@pytest.mark.parametrize("layers", ["dense", "conv", "dense-batch-norm"])
 def test_trainer_writes_a_run_dir_whose_checkpoint_is_the_graph(tmp_path, layers: str) -> None:
     """Two epochs on 256 digits (batches of 32) in the graph: the run dir holds config, checkpoint, history,
     NetSpec, metrics and plots; the checkpoint's torch model (weights read from the graph) gives the test accuracy
-    the graph measured. Dense, and conv → average pooling with a transposed-conv feedback (a pooling edge has no
-    parameters to export)."""
+    the graph measured. Dense, conv → average pooling with a transposed-conv feedback (a pooling edge has no
+    parameters to export), and dense with BatchNorm on F (γ, β and the exact statistics come from the graph)."""
     from lavaflow.pipeline.config import TrainConfig
     from lavaflow.pipeline.data import load_data
     from lavaflow.pipeline.rundir import RunDir
     from lavaflow.pipeline.spide_lava import train_spide_lava
 
-    model_config = (SPIDEConfig(layers=("fc 64",), feedback="fc", backward_steps=30) if layers == "dense" else
+    model_config = (SPIDEConfig(layers=("fc 64",), feedback="fc", backward_steps=30,
+                                batch_norm=layers == "dense-batch-norm") if layers.startswith("dense") else
                     SPIDEConfig(layers=("conv 8 k3 p1", "pool 2"), feedback="convT k2 s2", init="kaiming",
                                 data_init=True, backward_steps=30))
     config = TrainConfig(method="spide", data="digits", epochs=2, batch_size=32, time_steps=10, optimizer="sgd",
@@ -261,18 +262,24 @@ def test_trainer_writes_a_run_dir_whose_checkpoint_is_the_graph(tmp_path, layers
     assert metrics["test_accuracy"] == pytest.approx(accuracy, abs=1.5 / len(labels))  # float32 vs float64: ≤ 1 flip
     assert metrics["test_accuracy"] > 0.3  # it learned something in two epochs (chance: 0.1)
     assert state["optimizer"]["state"], "the graph's momentum buffers are in the checkpoint"
+    if layers == "dense-batch-norm":
+        assert not torch.equal(state["model"]["network.input_norm.weight"], torch.ones(64))  # γ learned
+        assert float(state["model"]["network.input_norm.running_var"].min()) > 0
 
 
 @pytest.mark.timeout(600)
-def test_resumed_lava_training_ends_where_the_uninterrupted_one_does(tmp_path) -> None:
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "batch-norm"])
+def test_resumed_lava_training_ends_where_the_uninterrupted_one_does(tmp_path, batch_norm: bool) -> None:
     """One epoch, then --resume to two, gives the uninterrupted two epochs' checkpoint: the same weights and momentum
     buffers to the last bit (the checkpoint holds the graph's float64 values) and the same history, with dropout on
-    (each batch's masks are keyed by its iteration number, not by how many batches this graph has run)."""
+    (each batch's masks are keyed by its iteration number, not by how many batches this graph has run); with
+    BatchNorm on F, its γ, β, their momentum buffers and the statistics too."""
     from lavaflow.pipeline.config import TrainConfig
     from lavaflow.pipeline.rundir import RunDir
     from lavaflow.pipeline.spide_lava import train_spide_lava
 
-    model_config = SPIDEConfig(layers=("fc 32",), feedback="fc", backward_steps=20, dropout=0.2)
+    model_config = SPIDEConfig(layers=("fc 32",), feedback="fc", backward_steps=20, dropout=0.2,
+                               batch_norm=batch_norm)
     config = TrainConfig(method="spide", data="digits", epochs=2, batch_size=32, time_steps=8, optimizer="sgd",
                          learning_rate=0.1, momentum=0.9, weight_decay=5e-6, encoding="current", limit=128,
                          milestones=(1,), model=dataclasses.asdict(model_config))
@@ -286,8 +293,11 @@ def test_resumed_lava_training_ends_where_the_uninterrupted_one_does(tmp_path) -
     expected, actual = through.load_checkpoint(), resumed.load_checkpoint()
     assert actual["epoch"] == expected["epoch"] == 2 and metrics["epochs"] == 2
     assert not torch.equal(first["model"]["network.weights.0"], actual["model"]["network.weights.0"])  # it trained
+    assert ("network.input_norm.running_var" in expected["model"]) == batch_norm
     for key, value in expected["model"].items():
-        assert actual["model"][key].dtype == torch.float64 and torch.equal(actual["model"][key], value), key
+        floating = value.is_floating_point()  # BatchNorm's num_batches_tracked is an (unused) integer
+        assert actual["model"][key].dtype == (torch.float64 if floating else value.dtype), key
+        assert torch.equal(actual["model"][key], value), key
     buffers = [(state["momentum_buffer"], actual["optimizer"]["state"][index]["momentum_buffer"])
                for index, state in expected["optimizer"]["state"].items()]
     assert buffers and all(torch.equal(a, b) for a, b in buffers)
@@ -365,18 +375,22 @@ def test_a_failing_batch_kills_the_graph_and_leaves_no_process() -> None:
         time.sleep(0.05)
 
 
-def test_bench_compares_spide_with_ide_on_its_preset_and_on_spide_s_network() -> None:
-    """The IDE rows of `bench spide-lava`: its preset, and the same with BatchNorm off (SPIDE's network) and nothing
-    else changed; the table states SPIDE's signed distance to each."""
-    from lavaflow.pipeline.benchmarks.spide_lava import IDE_VARIANTS, AccuracyRow, describe_accuracy
+def test_bench_compares_spide_with_ide_on_the_same_network() -> None:
+    """`bench spide-lava` compares SPIDE and IDE on each network of NETWORKS: the presets (BatchNorm after F in
+    both) and both without BatchNorm, nothing else changed; the table states SPIDE's signed distance per network."""
+    from lavaflow.pipeline.benchmarks.spide_lava import NETWORKS, AccuracyRow, describe_accuracy
     from lavaflow.pipeline.config import resolve_config
 
-    (_, preset), (_, same_network) = IDE_VARIANTS
-    _, with_bn, _ = resolve_config("ide", "fashion-mnist", flags={"epochs": 1, "model": preset})
-    _, without_bn, _ = resolve_config("ide", "fashion-mnist", flags={"epochs": 1, "model": same_network})
-    assert with_bn.batch_norm and not without_bn.batch_norm
-    assert dataclasses.replace(without_bn, batch_norm=True) == with_bn
-    rows = (AccuracyRow("SPIDE", 1, 0.8365, 60.0), AccuracyRow("IDE a", 1, 0.8512, 20.0),
-            AccuracyRow("IDE b", 1, 0.8203, 20.0))
-    table = describe_accuracy(rows)
-    assert "SPIDE − IDE a: -1.47 pp" in table and "SPIDE − IDE b: +1.62 pp" in table
+    (_, spide_preset, ide_preset), (_, spide_plain, ide_plain) = NETWORKS
+    configs = {}
+    for name, method, model in (("spide", "spide", spide_preset), ("ide", "ide", ide_preset),
+                                ("spide-plain", "spide", spide_plain), ("ide-plain", "ide", ide_plain)):
+        configs[name] = resolve_config(method, "fashion-mnist", flags={"epochs": 1, "model": model})[1]
+    assert configs["spide"].batch_norm and configs["ide"].batch_norm
+    assert not configs["spide-plain"].batch_norm and not configs["ide-plain"].batch_norm
+    assert dataclasses.replace(configs["ide-plain"], batch_norm=True) == configs["ide"]
+    assert dataclasses.replace(configs["spide-plain"], batch_norm=True, data_init=False) == configs["spide"]
+    pairs = ((AccuracyRow("SPIDE", "a", 1, 0.8550, 60.0), AccuracyRow("IDE", "a", 1, 0.8531, 20.0)),
+             (AccuracyRow("SPIDE", "b", 1, 0.8365, 60.0), AccuracyRow("IDE", "b", 1, 0.8203, 20.0)))
+    table = describe_accuracy(pairs)
+    assert "SPIDE − IDE, a: +0.19 pp" in table and "SPIDE − IDE, b: +1.62 pp" in table

@@ -37,6 +37,9 @@ from lavaflow.processes.spide.process import (
     EXPORT,
     GRADIENT,
     LEARN,
+    NORM_PARAMETERS,
+    NORM_STATISTICS,
+    InputNorm,
     SPIDEHost,
     SPIDENetwork,
     bias_name,
@@ -44,6 +47,10 @@ from lavaflow.processes.spide.process import (
     window_steps,
 )
 
+# SPIDEModel's state_dict keys of the input BatchNorm and SPIDENetwork's Vars that hold them
+NORM_KEYS = dict(zip(("network.input_norm.weight", "network.input_norm.bias"), NORM_PARAMETERS, strict=True))
+NORM_STATISTIC_KEYS = dict(zip(("network.input_norm.running_mean", "network.input_norm.running_var"),
+                               NORM_STATISTICS, strict=True))
 DEFAULT_FRACTION_BITS = 12  # lava-fixed: weights in units of 2^−12 (module docstring of processes/spide/models)
 
 
@@ -75,6 +82,13 @@ def check_lava_spide(model: Any, backend: str) -> None:
     if backend not in SIMULATOR_TAGS:
         raise ConfigError(f"SPIDE trains on Lava's CPU simulator: backend lava-float or lava-fixed, got {backend!r}")
     network = model.network
+    first = network.edges[0].operator
+    if network.input_norm is not None and (backend == "lava-fixed" or not isinstance(first, spide_network.Linear)):
+        raise ConfigError("model.batch_norm: the SPIDE Lava graph normalises a dense input layer in floating point "
+                          f"only (lava-float, fused), not {'lava-fixed' if backend == 'lava-fixed' else 'a conv F'}. "
+                          "Train with --backend lava-float or --backend torch (BatchNorm then folds into F for "
+                          "simulate, export and deploy, which run the trained network in fixed point as any "
+                          "other), or set model.batch_norm: false")
     pools = [edge.operator.kernel for edge in network.edges if isinstance(edge.operator, spide_network.AvgPool)]
     if backend == "lava-fixed" and any(kernel & (kernel - 1) for kernel in pools):
         raise ConfigError(f"lava-fixed SPIDE pools by powers of two only (1/k² must be exact on the fixed-point "
@@ -126,6 +140,11 @@ class SPIDELavaGraph:
             raise BackendError(f"forward_steps={forward_steps}, batch_size={batch_size} and capacity={capacity} "
                                "must be positive")
         network, config = model.network, model.config
+        input_norm = self._input_norm(model)
+        if input_norm is not None and not fused:
+            raise ConfigError("model.batch_norm: the plain SPIDE graph streams one sample per window, so a batch's "
+                              "statistics are not there before its forward phase; use the fused graph (the "
+                              "default) or set model.batch_norm: false")
         self.fixed = backend == "lava-fixed"
         self.unit = float(2**fraction_bits) if self.fixed else None
         self.batch_size, self.capacity, self.fused = int(batch_size), int(capacity), bool(fused)
@@ -149,6 +168,8 @@ class SPIDELavaGraph:
         names = {key: name for number in range(len(self.edges)) for key, name in
                  ((self._weight_keys[number], weights_name(number)), (self._bias_keys[number], bias_name(number)))
                  if key is not None}
+        if input_norm is not None:
+            names.update(NORM_KEYS)
         readout_names = {"network.readout.weight": "readout_weight", "network.readout.bias": "readout_bias"}
         unknown = set(buffers) - set(names) - set(readout_names)
         if unknown:
@@ -163,7 +184,7 @@ class SPIDELavaGraph:
             momentum=momentum, weight_decay=weight_decay, dropout=config.dropout, seed=seed, batch_size=window_batch,
             fraction_bits=fraction_bits if self.fixed else None,
             momentum_buffers={names[key]: value for key, value in buffers.items() if key in names},
-            name="spide_network",
+            input_norm=input_norm, name="spide_network",
         )
         readout = network.readout
         self.host = SPIDEHost(
@@ -182,6 +203,21 @@ class SPIDELavaGraph:
         self.setup_seconds = 0.0
         self.run_seconds = 0.0
         self._next_key = 0  # the key of the next batch that comes without one
+
+    @staticmethod
+    def _input_norm(model: Any) -> InputNorm | None:
+        """The SPIDENetwork's InputNorm for a model with ``batch_norm``: its γ, β, ε and the training set's input
+        moments, which ``SPIDEModel.refresh_statistics`` keeps (the trainer calls it before building the graph)."""
+        norm = model.network.input_norm
+        if norm is None:
+            return None
+        moments = model.input_moments
+        if moments is None:
+            raise BackendError("model.batch_norm: the graph needs the training set's input moments for its exact "
+                               "evaluation statistics; call model.refresh_statistics(training batches) first")
+        return InputNorm(norm.weight.detach().double().numpy().copy(), norm.bias.detach().double().numpy().copy(),
+                         float(norm.eps), moments.count, moments.mean.double().numpy(),
+                         moments.covariance.double().numpy())
 
     def _grid(self, tensor: torch.Tensor) -> np.ndarray:
         values = tensor.detach().to(torch.float64).numpy().copy()
@@ -216,7 +252,7 @@ class SPIDELavaGraph:
                 batch = replace(batch, key=self._next_key if batch.key is None else int(batch.key))
                 self._next_key = batch.key + 1
             for window in self._windows(batch):
-                pending.append((number, window, len(labels) if not self.fused else 0))
+                pending.append((number, window, len(labels)))  # the mini-batch's real samples
                 if len(pending) == self.capacity:
                     self._run_chunk(pending, results)
                     pending = []
@@ -275,6 +311,9 @@ class SPIDELavaGraph:
             if self._bias_keys[number] is not None:
                 values[self._bias_keys[number]] = self.runtime.get(
                     getattr(self.network, f"gradient_{bias_name(number)}"))
+        for key, name in NORM_KEYS.items():
+            if hasattr(self.network, name):
+                values[key] = self.runtime.get(getattr(self.network, f"gradient_{name}"))
         return values
 
     def export(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -294,6 +333,11 @@ class SPIDELavaGraph:
             for key, name in keys:
                 if key is not None:
                     parameters[key], velocities[key] = arrays[name], arrays[f"velocity_{name}"]
+        for key, name in {**NORM_KEYS, **NORM_STATISTIC_KEYS}.items():
+            if name in arrays:
+                parameters[key] = arrays[name]
+                if f"velocity_{name}" in arrays:
+                    velocities[key] = arrays[f"velocity_{name}"]
         for key, var, velocity in (("network.readout.weight", self.host.readout_weight,
                                     self.host.velocity_readout_weight),
                                    ("network.readout.bias", self.host.readout_bias, self.host.velocity_readout_bias)):

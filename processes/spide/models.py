@@ -41,6 +41,8 @@ from lavaflow.processes.spide.process import (
     HEADER,
     KEY_FIELD,
     LEARN,
+    NORM_PARAMETERS,
+    NORM_STATISTICS,
     RESULT_HEADER,
     SPIDEHost,
     SPIDENetwork,
@@ -50,13 +52,15 @@ from lavaflow.processes.spide.process import (
 )
 from lavaflow.processes.spide_maps import EdgeOperator
 
-_PARAMETER_VAR = re.compile(r"(velocity_|gradient_)?(weights|bias)_[0-9]+")
+_PARAMETER_VAR = re.compile(r"(velocity_|gradient_)?((weights|bias)_[0-9]+"
+                            r"|norm_(weight|bias|mean|var))")
 
 
 class _ParameterVarTypes(ABCMeta):
     """Answers the LavaPyType of the per-edge Vars (``weights_<e>``, ``bias_<e>`` and their ``velocity_`` and
-    ``gradient_`` twins), whose number is each network's own: Lava's builder looks a Var's type up as a class
-    attribute of the model, one per Var name. Another missing name raises AttributeError as usual."""
+    ``gradient_`` twins) and of the input BatchNorm's (``norm_*``), whose number is each network's own: Lava's
+    builder looks a Var's type up as a class attribute of the model, one per Var name. Another missing name raises
+    AttributeError as usual."""
 
     def __getattr__(cls, name: str) -> LavaPyType:
         if _PARAMETER_VAR.fullmatch(name) is None:
@@ -125,6 +129,9 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
         self.step = 0  # the window step just run; 0 between windows
         self.mode, self.learning_rate, self.length = EVALUATE, 0.0, self.forward_steps
         self.restart_gradients = True  # the next window's gradient starts a new accumulation (after a step)
+        self.input_norm = p.get("input_norm")  # process.InputNorm without γ, β (they are Vars), or None
+        self.statistics_stale = True  # F or b moved since norm_mean / norm_var were computed
+        self.samples = self.batch_size  # the window's real samples (the rest is padding)
 
     # ------------------------------------------------------------------------------------------ per edge Vars
     def weight(self, edge: int) -> np.ndarray:
@@ -144,6 +151,7 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
                 self.export()
                 self.step = 0
                 return
+            self.samples = int(message[2]) or self.batch_size
             self.begin(message[HEADER:].reshape(self.batch_size, self.input_size), int(message[KEY_FIELD]))
         if self.step <= self.forward_steps:
             self.forward_step()
@@ -166,6 +174,11 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
             if operator.weight_shape is not None:
                 for name in (weights_name(number), bias_name(number)):
                     arrays += [getattr(self, name).reshape(-1), getattr(self, f"velocity_{name}").reshape(-1)]
+        if self.input_norm is not None:
+            self.refresh_statistics()
+            for name in NORM_PARAMETERS:
+                arrays += [getattr(self, name), getattr(self, f"velocity_{name}")]
+            arrays += [getattr(self, name) for name in NORM_STATISTICS]
         self.parameters_out.send(np.concatenate(arrays))
 
     def begin(self, inputs: np.ndarray, key: int) -> None:
@@ -180,6 +193,10 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
                 self.factors[number] = frobenius_factor(weight, bound)
                 weight = self.quantise_weight(weight * self.factors[number])
             self.effective.append(weight)
+        self.effective_bias = [self.bias(number) if operator.weight_shape is not None else None
+                               for number, operator in enumerate(self.operators)]
+        if self.input_norm is not None:
+            self.normalise_input()
         self.masks_dropout = None
         if self.mode != EVALUATE and self.dropout > 0:
             keep = 1.0 - self.dropout
@@ -194,13 +211,49 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
         self.traces = [self.zeros(size) for size in self.sizes]
         self.counts = [self.zeros(size) for size in self.sizes]
 
+    def normalise_input(self) -> None:
+        """Fold the input BatchNorm into edge 0's effective weight and bias: F' = s·F, b' = s·(b − μ) + β,
+        s = γ/√(σ² + ε), with this window's batch statistics over its real samples (GRADIENT, LEARN; kept for the
+        update as x̂ and s) or the exact training-set ones (EVALUATE), as models.input_norm.fold."""
+        weight, bias, eps = self.effective[0], self.bias(0), self.input_norm.eps
+        if self.mode == EVALUATE:
+            self.refresh_statistics()
+            mean, variance = self.norm_mean, self.norm_var
+        else:
+            drive = self.operators[0].current(self.mean_input[:self.samples], weight, bias)
+            mean, variance = drive.mean(0), drive.var(0)
+            self.normalised = (drive - mean) / np.sqrt(variance + eps)
+        self.norm_scale = self.norm_weight / np.sqrt(variance + eps)
+        self.effective[0] = weight * self.norm_scale[:, None]
+        self.effective_bias[0] = self.norm_scale * (bias - mean) + self.norm_bias
+
+    def refresh_statistics(self) -> None:
+        """norm_mean, norm_var ← the exact mean and unbiased variance of F·x + b over the training set, from its
+        input moments (models.input_norm.dense_statistics), when F or b have moved since."""
+        if not self.statistics_stale:
+            return
+        norm, weight = self.input_norm, self.weight(0)
+        self.norm_mean[:] = weight @ norm.input_mean + self.bias(0)
+        variance = ((weight @ norm.input_covariance) * weight).sum(1)
+        self.norm_var[:] = np.maximum(variance, 0.0) * norm.count / (norm.count - 1)
+        self.statistics_stale = False
+
+    def normalised_error(self, error: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """BatchNorm's backward for the error e at the input edge's current (its real samples): (the error at
+        F·x̄ + b, ∂/∂γ = Σ e·x̂, ∂/∂β = Σ e), with dz = s·(e − mean e − x̂·mean(e·x̂)); padding rows get none."""
+        samples, normalised = self.samples, self.normalised
+        real = error[:samples]
+        correlation = (real * normalised).sum(0)
+        drive_error = np.zeros_like(error)
+        drive_error[:samples] = self.norm_scale * (real - real.mean(0) - normalised * (correlation / samples))
+        return drive_error, correlation, real.sum(0)
+
     def zeros(self, size: int) -> np.ndarray:
         return np.zeros((self.batch_size, size))
 
     def edge_current(self, number: int, source: np.ndarray) -> np.ndarray:
         """d_e ⊙ (W_e·source + b_e)."""
-        bias = self.bias(number) if self.operators[number].weight_shape is not None else None
-        current = self.operators[number].current(source, self.effective[number], bias)
+        current = self.operators[number].current(source, self.effective[number], self.effective_bias[number])
         return current if self.masks_dropout is None else current * self.masks_dropout[number]
 
     def forward_step(self) -> None:
@@ -254,6 +307,8 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
             if operator.weight_shape is None:
                 continue
             error = self.gates[number] * betas[target]
+            if source < 0 and self.input_norm is not None:
+                error = self.update_input_norm(error)
             pre = self.mean_input if source < 0 else self.rates[source]
             gradient = self.weight_gradient(number, error, pre) / self.loss_scale
             bias_gradient = operator.bias_gradient(error) / (self.subtraction * self.loss_scale)
@@ -276,6 +331,21 @@ class AbstractSPIDENetworkModel(PyLoihiProcessModel, metaclass=_ParameterVarType
         self.restart_gradients = self.mode == LEARN
         if self.mode == LEARN:
             self.batches[0] += 1
+            self.statistics_stale = True
+
+    def update_input_norm(self, error: np.ndarray) -> np.ndarray:
+        """γ's and β's gradients (accumulated, and stepped in LEARN) from the error at the input edge's current;
+        returns the error at F·x̄ + b, from which F and b get theirs."""
+        drive_error, gamma, beta = self.normalised_error(error)
+        scale = self.subtraction * self.loss_scale
+        for name, gradient in zip(NORM_PARAMETERS, (gamma / scale, beta / scale), strict=True):
+            accumulated = getattr(self, f"gradient_{name}")
+            if self.restart_gradients:
+                accumulated[:] = 0.0
+            accumulated += gradient
+            if self.mode == LEARN:
+                self.step_parameter(getattr(self, name), getattr(self, f"velocity_{name}"), accumulated)
+        return drive_error
 
     # ------------------------------------------------------------------------------------------ precision
     def quantise_input(self, inputs: np.ndarray) -> np.ndarray:
@@ -331,6 +401,9 @@ class PySPIDENetworkModelFixed(AbstractSPIDENetworkModel):
         bits = proc_params["fraction_bits"]
         if bits is None:
             raise ValueError("the fixed_pt SPIDENetwork model needs fraction_bits (the weights' 2^−q unit)")
+        if self.input_norm is not None:
+            raise ValueError("the fixed_pt SPIDENetwork model has no input BatchNorm (input_norm): its per-window "
+                             "fold is not on the weights' grid; use the floating_pt model")
         if self.leak != 1.0:
             raise ValueError("the fixed_pt SPIDENetwork model steps IF neurons (leak 1); λ-weighted rates need the "
                              "float model")

@@ -265,6 +265,9 @@ class SubSPIDENetworkModel(AbstractSubProcessModel):
             raise ValueError("the plain SPIDE graph runs one sample per window; build it with batch_size=1")
         if float(p["dropout"]) > 0:
             raise ValueError("the plain SPIDE graph has no dropout; use the fused model (or dropout 0)")
+        if p.get("input_norm") is not None:
+            raise ValueError("the plain SPIDE graph has no input BatchNorm: it streams one sample per window, so a "
+                             "batch's statistics are not there before its forward phase; use the fused model")
         sizes, edges, input_size = tuple(p["layer_sizes"]), tuple(p["edges"]), int(p["input_size"])
         timing = {"forward_steps": int(p["forward_steps"]), "backward_steps": int(p["backward_steps"])}
         subtraction = float(p["vth"]) - float(p["v_reset"])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from lava.magma.core.process.ports.ports import InPort, OutPort
@@ -68,15 +69,39 @@ def window_steps(mode: int, forward_steps: int, backward_steps: int) -> int:
     return forward_steps if mode == EVALUATE else forward_steps + backward_steps
 
 
-def parameter_layout(operators: Sequence[EdgeOperator]) -> list[tuple[str, tuple[int, ...]]]:
+NORM_PARAMETERS = ("norm_weight", "norm_bias")  # γ and β of the input BatchNorm (InputNorm), learned
+NORM_STATISTICS = ("norm_mean", "norm_var")  # the exact training-set statistics evaluation normalises with
+
+
+class InputNorm(NamedTuple):
+    """BatchNorm on the input edge's current F·x̄ + b (pipeline.spide's ``model.batch_norm``; the fused float model
+    only): γ and β to start from, ε, and the training set's input moments (count, mean (n_in,), covariance
+    (n_in, n_in)), from which the model recomputes the exact statistics that evaluation uses whenever F or b have
+    moved (the torch trainer recomputes the same after every epoch)."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    eps: float
+    count: int
+    input_mean: np.ndarray
+    input_covariance: np.ndarray
+
+
+def parameter_layout(operators: Sequence[EdgeOperator], input_norm: bool = False) -> list[tuple[str, tuple[int, ...]]]:
     """The (Var name, shape) of each array in SPIDENetwork's export message, in order: per edge with a weight (not
-    pooling) its weight, bias and their momentum buffers."""
+    pooling) its weight, bias and their momentum buffers; with ``input_norm``, γ and β with theirs and then the
+    statistics."""
     layout = []
     for number, operator in enumerate(operators):
         if operator.weight_shape is None:
             continue
         for name, shape in ((weights_name(number), operator.weight_shape), (bias_name(number), operator.bias_shape)):
             layout += [(name, tuple(shape)), (f"velocity_{name}", tuple(shape))]
+    if input_norm:
+        channels = tuple(operators[0].bias_shape)
+        for name in NORM_PARAMETERS:
+            layout += [(name, channels), (f"velocity_{name}", channels)]
+        layout += [(name, channels) for name in NORM_STATISTICS]
     return layout
 
 
@@ -148,6 +173,10 @@ class SPIDENetwork(AbstractProcess):
             2^−fraction_bits (lavaflow.processes.spide.models says what each quantity carries).
         momentum_buffers: the optimiser's starting momentum buffers by parameter Var name (``weights_<e>``,
             ``bias_<e>``), e.g. a checkpoint's, so a resumed run steps as the uninterrupted one; absent: zeros.
+        input_norm: BatchNorm on the input edge (``InputNorm``; a dense input edge, fused floating_pt model): in
+            GRADIENT and LEARN windows the input edge's weight and bias are BatchNorm folded in with the window's
+            batch statistics over its real samples (header field 2), the update reaches F, b, γ and β through
+            BatchNorm's backward, and γ, β learn with the same SGD; EVALUATE windows fold the exact statistics.
     """
 
     def __init__(
@@ -175,6 +204,7 @@ class SPIDENetwork(AbstractProcess):
         batch_size: int = 1,
         fraction_bits: int | None = None,
         momentum_buffers: Mapping[str, np.ndarray] | None = None,
+        input_norm: InputNorm | None = None,
         name: str | None = None,
         log_config: LogConfig | None = None,
     ) -> None:
@@ -189,7 +219,8 @@ class SPIDENetwork(AbstractProcess):
             backward_subtraction=float(backward_subtraction), forward_steps=int(forward_steps),
             backward_steps=int(backward_steps), loss_scale=float(loss_scale), momentum=float(momentum),
             weight_decay=float(weight_decay), dropout=float(dropout), seed=int(seed), batch_size=int(batch_size),
-            fraction_bits=fraction_bits, name=name, log_config=log_config,
+            fraction_bits=fraction_bits, input_norm=None if input_norm is None else input_norm._replace(
+                weight=None, bias=None), name=name, log_config=log_config,
         )
         # Checked after super(): Lava's AbstractProcess.__del__ fails on a process whose __init__ raised before it.
         _check_graph(int(input_size), layer_sizes, edges, operators, weights, biases, self.proc_params["norm_bounds"])
@@ -211,11 +242,19 @@ class SPIDENetwork(AbstractProcess):
             # the last batch's gradient (ΔW/scale: diagnostics and tests)
             setattr(self, f"gradient_{weights_name(number)}", Var(shape=shape, init=0))
             setattr(self, f"gradient_{bias_name(number)}", Var(shape=bias_shape, init=0))
-        _velocity_vars(self, momentum_buffers, {name: shape for name, shape in parameter_layout(operators)
-                                                if not name.startswith("velocity_")})
+        layout = parameter_layout(operators, input_norm is not None)
+        if input_norm is not None:
+            _check_input_norm(input_norm, operators, edges)
+            for name, value in zip(NORM_PARAMETERS, (input_norm.weight, input_norm.bias), strict=True):
+                setattr(self, name, Var(shape=value.shape, init=np.asarray(value, dtype=np.float64)))
+                setattr(self, f"gradient_{name}", Var(shape=value.shape, init=0))
+            for name in NORM_STATISTICS:  # set by the model from the moments before they are first used
+                setattr(self, name, Var(shape=input_norm.weight.shape, init=0))
+        _velocity_vars(self, momentum_buffers, {name: shape for name, shape in layout
+                                                if f"velocity_{name}" in dict(layout)})
         self.batches = Var(shape=(1,), init=0)  # windows with an optimiser step so far
         # A checkpoint leaves through a pipe (one message, mode EXPORT): Var.get moves only ~20k values/s.
-        self._layout = parameter_layout(operators)
+        self._layout = layout
         self.parameters_out = OutPort(shape=(sum(int(np.prod(shape)) for _, shape in self._layout),))
         self.parameters_out.flag_external_pipe(buffer_size=1)
 
@@ -383,6 +422,22 @@ def _check_graph(input_size: int, layer_sizes: tuple[int, ...], edges: tuple[tup
     for number, bound in enumerate(norm_bounds):
         if bound is not None and not bound > 0:
             raise ValueError(f"edge {number}'s norm bound must be positive (or None: uncapped), got {bound}")
+
+
+def _check_input_norm(norm: InputNorm, operators: Sequence[EdgeOperator], edges: Sequence[tuple[int, int]]) -> None:
+    if not isinstance(operators[0], Dense) or edges[0][0] != -1:
+        raise ValueError("input_norm normalises a dense input edge (edge 0 from the input); this graph's edge 0 is a "
+                         f"{type(operators[0]).__name__}")
+    channels = tuple(operators[0].bias_shape)
+    size = operators[0].weight_shape[1]
+    shapes = {"weight": (np.shape(norm.weight), channels), "bias": (np.shape(norm.bias), channels),
+              "input_mean": (np.shape(norm.input_mean), (size,)),
+              "input_covariance": (np.shape(norm.input_covariance), (size, size))}
+    for name, (shape, expected) in shapes.items():
+        if tuple(shape) != expected:
+            raise ValueError(f"input_norm.{name} has shape {tuple(shape)}, expected {expected}")
+    if not norm.eps > 0 or norm.count < 2:
+        raise ValueError(f"input_norm needs eps > 0 and moments of at least 2 samples; got {norm.eps}, {norm.count}")
 
 
 def _norm_bounds(bounds: Sequence[float | None] | None, edges: int) -> tuple[float | None, ...]:
