@@ -9,7 +9,7 @@ F, ``drive_statistics`` for any drive) and ``fold``, which turns BatchNorm(F·x 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import torch
@@ -71,6 +71,25 @@ def drive_statistics(drives: Iterable[Tensor]) -> tuple[Tensor, Tensor]:
     mean = total / count
     variance = (squares - count * mean.square()).clamp_min(0) / (count - 1)
     return mean.to(dtype), variance.to(dtype)
+
+
+@torch.no_grad()
+def store_exact_statistics(norm: nn.modules.batchnorm._BatchNorm, weight: Tensor, bias: Tensor,
+                           mean_inputs: Iterable[Tensor], drive: Callable[[Tensor], Tensor] | None = None,
+                           moments: InputMoments | None = None) -> InputMoments | None:
+    """Set ``norm``'s running statistics to the exact ones of the drive F·x̄ + b over ``mean_inputs`` (the
+    training set's λ-weighted mean inputs, batch by batch). A conv F passes its ``drive`` (x̄ ↦ F·x̄ + b) and is
+    summed batch by batch; a dense F needs only the inputs' moments, computed at the first call and passed back
+    in later (``moments``, returned): later refreshes then cost one n_out × n_in × n_in product instead of a pass
+    over the data. Returns the moments (None for a conv F)."""
+    if drive is not None:
+        mean, variance = drive_statistics(drive(average) for average in mean_inputs)
+    else:
+        moments = moments if moments is not None else input_moments(mean_inputs)
+        mean, variance = dense_statistics(weight, bias, moments)
+    norm.running_mean.copy_(mean)
+    norm.running_var.copy_(variance)
+    return moments
 
 
 def fold(norm: nn.modules.batchnorm._BatchNorm, weight: Tensor, bias: Tensor, mean: Tensor,

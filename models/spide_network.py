@@ -401,11 +401,11 @@ class SPIDENetwork(nn.Module):
         """Restart the dropout masks' generator (the training loop calls this every epoch; see FeedbackSNN)."""
         self._generator.generator.manual_seed(seed)
 
-    def batch_operators(self, batch_size: int, average_input: Tensor | None = None) -> BatchOperators:
+    def batch_operators(self, batch_size: int, inputs: Tensor | None = None) -> BatchOperators:
         """This mini-batch's effective weights (with a graph into the parameters) and its dropout masks.
 
         With ``input_norm``, the input edge's weight and bias are BatchNorm folded in (``models.input_norm.fold``):
-        in training with the statistics of this batch's drive F·x̄ + b, which needs ``average_input`` x̄ (B,
+        in training with the statistics of this batch's drive F·x̄ + b, which needs the batch, ``inputs`` (T, B,
         *input_shape); in evaluation with the stored statistics.
         """
         weights, biases = [], []
@@ -418,7 +418,7 @@ class SPIDENetwork(nn.Module):
             weights.append(weight)
             biases.append(None if bias_index is None else self.biases[bias_index])
         if self.input_norm is not None:
-            weights[0], biases[0] = self._normalised_input(weights[0], biases[0], average_input)
+            weights[0], biases[0] = self._normalised_input(weights[0], biases[0], inputs)
         dropout = None
         if self.training and self.dropout > 0:
             generator, keep = self._generator.generator, 1 - self.dropout
@@ -427,13 +427,14 @@ class SPIDENetwork(nn.Module):
                                         device=generator.device) < keep).to(like) / keep for edge in self.edges)
         return BatchOperators(tuple(weights), tuple(biases), dropout)
 
-    def _normalised_input(self, weight: Tensor, bias: Tensor, average_input: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _normalised_input(self, weight: Tensor, bias: Tensor, inputs: Tensor | None) -> tuple[Tensor, Tensor]:
         norm = self.input_norm
         if not self.training:
             return fold(norm, weight, bias, norm.running_mean, norm.running_var)
-        if average_input is None:
-            raise ValueError("in training, BatchNorm on the input layer needs this batch's mean input: "
-                             "batch_operators(batch_size, average_input)")
+        if inputs is None:
+            raise ValueError("in training, BatchNorm on the input layer needs the batch: batch_operators(batch_size, "
+                             "inputs)")
+        average_input = mean_input(inputs, self.neuron.leak, weight.dtype)
         drive = self.edges[0].operator.apply(average_input, weight, bias)
         dims = [0, *range(2, drive.dim())]
         return fold(norm, weight, bias, drive.mean(dims), drive.var(dims, unbiased=False))
@@ -485,10 +486,7 @@ class SPIDENetwork(nn.Module):
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Logits (B, classes) from the last layer's forward rates (no SPIDE gradient: see pipeline.spide)."""
-        average = None
-        if self.training and self.input_norm is not None:
-            average = mean_input(inputs, self.neuron.leak, self.readout.weight.dtype)
-        phase = self.forward_phase(inputs, self.batch_operators(inputs.shape[1], average))
+        phase = self.forward_phase(inputs, self.batch_operators(inputs.shape[1], inputs))
         return self.readout(phase.rates[-1].flatten(1))
 
 

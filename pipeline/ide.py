@@ -15,7 +15,13 @@ from torch import Tensor, nn
 
 from lavaflow.models.errors import ConfigError
 from lavaflow.models.feedback import FeedbackArchitecture, FeedbackSNN, feedback_netspec
-from lavaflow.models.input_norm import InputMoments, dense_statistics, drive_statistics, input_moments
+from lavaflow.models.input_norm import (
+    InputMoments,
+    dense_statistics,
+    drive_statistics,
+    input_moments,
+    store_exact_statistics,
+)
 from lavaflow.models.netspec import NetSpec
 from lavaflow.models.neurons import SoftResetParams, mean_input
 from lavaflow.pipeline.implicit import implicit_backward
@@ -140,14 +146,10 @@ class IDENetwork(nn.Module):
         norm = self.network.input_norm
         if self.batch_norm_statistics != "exact" or norm is None:
             return
-        if self.network.architecture.kind == "conv":
-            mean, variance = input_statistics(self.network, inputs)
-        else:
-            if self._input_moments is None:
-                self._input_moments = input_moments(_mean_inputs(self.network, inputs))
-            mean, variance = dense_statistics(self.network.input_weight, self.network.input_bias, self._input_moments)
-        norm.running_mean.copy_(mean)
-        norm.running_var.copy_(variance)
+        network = self.network
+        drive = network.input_drive if network.architecture.kind == "conv" else None
+        self._input_moments = store_exact_statistics(norm, network.input_weight, network.input_bias,
+                                                     _mean_inputs(network, inputs), drive, self._input_moments)
 
 
 def _mean_inputs(network: FeedbackSNN, inputs: Iterable[Tensor]) -> Iterator[Tensor]:

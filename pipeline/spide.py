@@ -60,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from lavaflow.models.errors import ConfigError
-from lavaflow.models.input_norm import InputMoments, dense_statistics, drive_statistics, input_moments
+from lavaflow.models.input_norm import InputMoments, store_exact_statistics
 from lavaflow.models.netspec import NetSpec
 from lavaflow.models.neurons import SoftResetParams, mean_input, rate_normaliser
 from lavaflow.models.spide_network import (
@@ -408,10 +408,7 @@ class SPIDEModel(nn.Module):
 
     def forward(self, inputs: Tensor) -> Tensor:
         network = self.network
-        average = None
-        if network.input_norm is not None and self.training:
-            average = mean_input(inputs, network.neuron.leak, network.readout.weight.dtype)
-        operators = network.batch_operators(inputs.shape[1], average)
+        operators = network.batch_operators(inputs.shape[1], inputs)
         phase = network.forward_phase(inputs, operators)
         rates = phase.rates[-1]
         if self.training and torch.is_grad_enabled():
@@ -431,15 +428,10 @@ class SPIDEModel(nn.Module):
             return
         averages = (mean_input(batch, network.neuron.leak, torch.float64) for batch in inputs)
         weight, bias = network.weights[0], network.biases[0]
+        drive = None
         if isinstance(network.edges[0].operator, Conv):
-            mean, variance = drive_statistics(network.edges[0].operator.apply(average, weight.double(), bias.double())
-                                              for average in averages)
-        else:
-            if self.input_moments is None:
-                self.input_moments = input_moments(averages)
-            mean, variance = dense_statistics(weight, bias, self.input_moments)
-        norm.running_mean.copy_(mean)
-        norm.running_var.copy_(variance)
+            drive = partial(network.edges[0].operator.apply, weight=weight.double(), bias=bias.double())
+        self.input_moments = store_exact_statistics(norm, weight, bias, averages, drive, self.input_moments)
 
     def _spide_gradients(self, phase: ForwardPhase, operators: BatchOperators, grad_rates: Tensor) -> list[Tensor]:
         """SPIDE's update for the loop's ∂L/∂a^N: the backward phase and the local update, divided by the loss

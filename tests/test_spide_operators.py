@@ -1,4 +1,4 @@
-"""SPIDE's numpy edge maps (processes/spide/operators.py, what the Lava graph's fused model applies) against the
+"""SPIDE's numpy edge maps (processes/spide_maps.py, what the Lava graph's fused model applies) against the
 torch operators the torch SPIDE runs (models/spide_network.py): forward, adjoint, weight and bias gradients over
 strides, paddings, output paddings and pooling sizes, on random values, in float64."""
 
