@@ -168,7 +168,7 @@ def describe_accuracy(pairs: tuple[tuple[AccuracyRow, AccuracyRow], ...]) -> str
         lines += [f"{row.method:<34} {row.network:<32} {row.test_accuracy:>13.2%} {row.train_seconds:>11.0f}"
                   for row in pair]
     lines += [f"SPIDE − IDE, {spide.network}: {100 * (spide.test_accuracy - ide.test_accuracy):+.2f} pp "
-              "(goal: within 0.5 pp)" for spide, ide in pairs]
+              "(goal: not more than 0.5 pp below)" for spide, ide in pairs]
     return "\n".join(lines)
 
 
