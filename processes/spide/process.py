@@ -40,10 +40,12 @@ from lavaflow.processes.spide_maps import Dense, EdgeOperator
 EVALUATE, GRADIENT, LEARN = 0, 1, 2
 EXPORT = 3  # one step: the fused SPIDENetwork sends its parameters and momentum buffers to the host (a checkpoint)
 MODES = (EVALUATE, GRADIENT, LEARN, EXPORT)
-# [mode, learning rate, mini-batch size, key] before the payload of SPIDEHost's messages; a size of 0 means the
-# window's real samples (the fused model's mini-batch is its window), the plain graph gives the mini-batch's size. The
-# key names the window's dropout masks (drawn from numpy's generator seeded by (seed, key)): a driver that numbers its
-# mini-batches by training iteration gets the same masks when it resumes a run as when it ran it through.
+# [mode, learning rate, mini-batch size, key] before the payload of SPIDEHost's messages. The size counts the
+# mini-batch's real samples: the fused model's window holds them all (the rows after them are padding, which its
+# input BatchNorm leaves out), the plain graph's mini-batch spans that many windows; 0 means the window's real
+# samples. The key names the window's dropout masks (drawn from numpy's generator seeded by (seed, key)): a driver
+# that numbers its mini-batches by training iteration gets the same masks when it resumes a run as when it ran it
+# through.
 HEADER = 4
 KEY_FIELD = 3  # where the key sits in the header
 RESULT_HEADER = 3  # [loss sum, correct, samples] before the predictions of SPIDEHost's result message
