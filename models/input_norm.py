@@ -4,7 +4,9 @@ IDE (``models.feedback``) and SPIDE (``models.spide_network``) both normalise th
 into layer 0 with BatchNorm: batch statistics in training, and for evaluation and export statistics that the
 training loop recomputes exactly from the whole training set after every epoch (``batch_norm_statistics:
 exact``). This module holds what both need: the statistics (``input_moments`` + ``dense_statistics`` for a dense
-F, ``drive_statistics`` for any drive) and ``fold``, which turns BatchNorm(F·x + b) into F'·x + b'.
+F, ``drive_statistics`` for any drive), their refresh (``store_exact_statistics``) and ``fold``, which turns
+BatchNorm(F·x + b) into F'·x + b'. (The SPIDE Lava graph's fused model computes the dense statistics and the fold
+again in numpy: processes depend on Lava and numpy only.)
 """
 
 from __future__ import annotations
