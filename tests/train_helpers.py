@@ -104,8 +104,11 @@ class CtrlC:
     """Ctrl-C (``_thread.interrupt_main``) pressed once ``marker`` exists: a file the forked Lava network writes
     while it steps, so that a loaded machine cannot press before Lava has even compiled.
 
-    Wrap the call with ``expect()``. Should it return normally, the failure says why: whether the network ever
-    stepped, and which SIGINT handler was in force (interrupt_main does nothing unless Python handles SIGINT).
+    Wrap the call with ``expect()``, which makes Python handle SIGINT for the block as in a terminal: a suite
+    started in the background without job control (``nohup make test &`` from a script) inherits SIGINT ignored,
+    and interrupt_main then does nothing (two tests failed that way in such runs, handler 1 = SIG_IGN). Should the
+    call return normally, the failure says why: whether the network ever stepped, and which SIGINT handler was in
+    force.
     """
 
     def __init__(self, marker: Path) -> None:
@@ -124,6 +127,7 @@ class CtrlC:
     @contextlib.contextmanager
     def expect(self) -> Iterator[None]:
         """The block must raise KeyboardInterrupt (it is swallowed here); it fails the test otherwise."""
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         self._watcher.start()
         try:
             yield
@@ -132,4 +136,5 @@ class CtrlC:
         finally:
             self._finished.set()
             self._watcher.join()
+            signal.signal(signal.SIGINT, previous)
         pytest.fail(f"the call returned without KeyboardInterrupt; SIGINT handler when pressed: {self.handler}")
