@@ -19,16 +19,18 @@ from torch import Tensor
 
 from lavaflow.pipeline.solvers import Solver, SolverResult
 
+TransposedJacobian = Callable[[Tensor], Callable[[Tensor], Tensor]]  # a ↦ (β ↦ Jᵀβ), J = ∂f/∂a at a
+
 
 class _ImplicitGradient(torch.autograd.Function):
     """Forward: pass the measured rates on. Backward: turn ∂L/∂a into β and send it into f's graph."""
 
     @staticmethod
     def forward(ctx: Any, mapped: Tensor, rates: Tensor, rate_map: Callable[[Tensor], Tensor], solver: Solver,
-                record: list[SolverResult] | None) -> Tensor:
+                record: list[SolverResult] | None, transposed_jacobian: TransposedJacobian | None) -> Tensor:
         # `mapped` = f(rates) carries the graph into the parameters; the output's value is the SNN's own
         # rates (the reference code's "Replace" op), so the readout sees what the spiking network measured.
-        ctx.rate_map, ctx.solver, ctx.record = rate_map, solver, record
+        ctx.rate_map, ctx.solver, ctx.record, ctx.transposed_jacobian = rate_map, solver, record, transposed_jacobian
         ctx.save_for_backward(rates)
         return rates.clone()
 
@@ -36,17 +38,19 @@ class _ImplicitGradient(torch.autograd.Function):
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         (rates,) = ctx.saved_tensors
         with torch.enable_grad():
-            point = rates.detach().requires_grad_(True)
-            mapped = ctx.rate_map(point)
+            if ctx.transposed_jacobian is not None:
+                product = ctx.transposed_jacobian(rates.detach())
+            else:  # Jᵀβ by autograd through f at the rates
+                point = rates.detach().requires_grad_(True)
+                mapped = ctx.rate_map(point)
 
-            def transposed_map(beta: Tensor) -> Tensor:  # β ↦ Jᵀβ + g, one vector-Jacobian product
-                (product,) = torch.autograd.grad(mapped, point, beta, retain_graph=True)
-                return product + grad_output
+                def product(beta: Tensor) -> Tensor:
+                    return torch.autograd.grad(mapped, point, beta, retain_graph=True)[0]
 
-            result = ctx.solver(transposed_map, torch.zeros_like(grad_output))
+            result = ctx.solver(lambda beta: product(beta) + grad_output, torch.zeros_like(grad_output))
         if ctx.record is not None:
             ctx.record.append(result)
-        return result.solution, None, None, None, None
+        return result.solution, None, None, None, None, None
 
 
 def implicit_backward(
@@ -54,6 +58,7 @@ def implicit_backward(
     rates: Tensor,
     solver: Solver,
     record: list[SolverResult] | None = None,
+    transposed_jacobian: TransposedJacobian | None = None,
 ) -> Tensor:
     """Return a tensor valued as ``rates`` whose gradient flows into ``rate_map``'s parameters implicitly.
 
@@ -69,6 +74,8 @@ def implicit_backward(
         solver: a solver with its options bound (``pipeline.solvers.get_solver``); it sees only the linear
             fixed-point problem, so Broyden and plain iteration are interchangeable.
         record: if given, each backward pass appends its ``SolverResult`` (for tests and diagnostics).
+        transposed_jacobian: a ↦ (β ↦ Jᵀβ), the same products written out (``FeedbackSNN.transposed_jacobian``);
+            the solve then makes no autograd call. Default: autograd through ``rate_map``.
 
     Returns:
         ``rates``' values, attached to the graph of ``rate_map(rates)``.
@@ -77,4 +84,4 @@ def implicit_backward(
     mapped = rate_map(rates)
     if mapped.shape != rates.shape:
         raise ValueError(f"rate_map must return the rates' shape {tuple(rates.shape)}, got {tuple(mapped.shape)}")
-    return _ImplicitGradient.apply(mapped, rates, rate_map, solver, record)
+    return _ImplicitGradient.apply(mapped, rates, rate_map, solver, record, transposed_jacobian)

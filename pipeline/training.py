@@ -155,6 +155,16 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     return torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every entry is finite, at the cost of a sum where it is.
+
+    A sum is not finite whenever an entry is not (inf and NaN propagate), so only a non-finite sum, from a bad
+    entry or from overflow, needs the elementwise test; torch.isfinite over a 400×784 gradient costs ~10× the sum,
+    a tenth of an IDE training step.
+    """
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
+
+
 class Diverged(Exception):  # noqa: N818 (an event, not an error the user sees: the loop reports it)
     """The loss or a gradient is not finite; the step was not taken."""
 
@@ -180,7 +190,7 @@ def train_step(
     loss = F.cross_entropy(logits, targets)
     loss.backward()
     finite = bool(torch.isfinite(loss.detach())) and all(
-        bool(torch.isfinite(parameter.grad).all()) for parameter in model.parameters() if parameter.grad is not None
+        all_finite(parameter.grad) for parameter in model.parameters() if parameter.grad is not None
     )
     if workers is not None and workers.collectives is not None:
         finite = workers.collectives.all_true(finite)

@@ -179,6 +179,49 @@ def test_rate_map_jacobian_matches_finite_differences(shape):
     torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("shape", [DENSE, DENSE_MULTI], ids=["dense", "dense3"])
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_written_out_transposed_jacobian_equals_autograd_and_the_dense_jacobian(shape, dropout):
+    model, _ = make_model(shape, dropout=dropout)
+    model.train()
+    inputs = constant_input(shape[2], batch=3, time_steps=20)
+    equilibrium = model.network.equilibrium(inputs)
+    rates = equilibrium.rates.detach()
+    beta = torch.randn(rates.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    written_out = equilibrium.transposed_jacobian(rates)(beta)
+    point = rates.clone().requires_grad_()
+    (by_autograd,) = torch.autograd.grad(equilibrium.rate_map(point), point, beta)
+    # The test's own map (spec §2.4), its full Jacobian, block-diagonal over the batch.
+    f = own_rate_map(model, mean_input(inputs, 1.0), equilibrium.rate_map.args[0].masks)
+    jacobian = torch.autograd.functional.jacobian(lambda flat: f(flat.reshape(rates.shape)).flatten(), rates.flatten())
+    dense = (jacobian.T @ beta.flatten()).reshape(rates.shape)
+    assert dense.abs().max() > 0.01  # not every neuron saturated
+    torch.testing.assert_close(written_out, by_autograd, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(written_out, dense, rtol=1e-12, atol=1e-14)
+
+
+def test_written_out_transposed_jacobian_is_bit_identical_to_autograd_in_float32():
+    """θ = 2 (IDE's): dividing by D is exact, so the written-out product repeats autograd's rounding bit for bit
+    and training follows the same trajectory with either."""
+    model, _ = make_model(DENSE_MULTI, dropout=0.2)
+    model.float().train()
+    equilibrium = model.network.equilibrium(constant_input(DENSE_MULTI[2], batch=8, time_steps=20).float())
+    rates = equilibrium.rates.detach()
+    beta = torch.randn(rates.shape, generator=torch.Generator().manual_seed(6))
+    point = rates.clone().requires_grad_()
+    (by_autograd,) = torch.autograd.grad(equilibrium.rate_map(point), point, beta)
+    assert torch.equal(equilibrium.transposed_jacobian(rates)(beta), by_autograd)
+
+
+def test_conv_loops_leave_the_transposed_jacobian_to_autograd():
+    model, _ = make_model(CONV)
+    equilibrium = model.network.equilibrium(constant_input(CONV[2], batch=2, time_steps=5))
+    assert equilibrium.transposed_jacobian is None
+    with pytest.raises(ValueError, match="dense loops"):
+        model.network.transposed_jacobian(equilibrium.rate_map.args[0], equilibrium.rate_map.args[1],
+                                          equilibrium.rates)
+
+
 # ---------------------------------------------------------------------------------------------- 3. convergence
 @pytest.mark.parametrize("shape", [DENSE, DENSE_MULTI], ids=["single", "multi"])
 def test_rates_converge_to_the_fixed_point_like_one_over_t(shape):
@@ -462,6 +505,8 @@ def test_input_shape_and_config_errors_name_the_problem():
         IDEConfig(architecture="rnn")
     with pytest.raises(ConfigError, match="leak"):
         IDEConfig(leak=1.5)
+    with pytest.raises(ConfigError, match=r"spectral_norm_bound = 2\.0 must be below model\.threshold"):
+        IDEConfig(spectral_norm_bound=2.0, threshold=2.0)
     with pytest.raises(ConfigError, match="solver"):
         IDEConfig(solver="iter")
     with pytest.raises(ConfigError, match="input"):
@@ -484,7 +529,8 @@ F64C5 = {"architecture": "conv", "layer_widths": (64,), "kernel_size": 5, "strid
     # 45 epochs stepped at 30/40, weight decay 2.5e-4, dropout 0.05 and exact BatchNorm statistics
     ("fashion-mnist", {"epochs": 45, "milestones": (30, 40), "time_steps": 5, "encoding": "current",
                        "weight_decay": 2.5e-4},
-     {"architecture": "fc", "layer_widths": (400,), "leak": 1.0, "dropout": 0.05, "batch_norm_statistics": "exact"}),
+     {"architecture": "fc", "layer_widths": (400,), "leak": 1.0, "dropout": 0.05, "batch_norm_statistics": "exact",
+      "spectral_norm_bound": 1.5}),
     # MNIST: F64C5 (conv5 s2 p2, loop conv5), IF, T = 30
     ("mnist5k", {"epochs": 100, "milestones": (30, 60, 90), "time_steps": 30, "encoding": "current"}, F64C5),
     # N-MNIST's F64C5 with p2 (the paper's neuron counts), on event input
@@ -617,6 +663,7 @@ def test_fashion_mnist_presets_if_and_lif():
     assert model_config.dropout == 0.05 and model_config.batch_norm_statistics == "exact"
     assert model_config.leak == 1.0 and config.time_steps == 5 and config.epochs == 45
     assert config.weight_decay == 2.5e-4 and tuple(config.milestones) == (30, 40)
+    assert model_config.spectral_norm_bound == 1.5  # W/θ ≤ 0.75: still contractive (spec §2.4)
     lif_file = PRESET_DIR / "ide-fashion-mnist-lif.yaml"
     lif, lif_model, registered = resolve_config(None, None, file=lif_file)
     assert registered.name == "ide" and lif.data == "fashion-mnist"

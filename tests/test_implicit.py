@@ -56,6 +56,32 @@ def test_parameter_gradient_equals_dense_implicit_solve(name, seed):
     assert result.converged and result.residual.max() <= 1e-12
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_written_out_transposed_jacobian_gives_the_same_gradient(seed):
+    rate_map, rates, leaves, readout, targets = clamp_network(seed)
+    expected = exact_gradients(rate_map, rates, leaves, readout, targets)
+    weight, input_weight, bias, inputs = leaves
+    calls = []
+
+    def transposed_jacobian(point: torch.Tensor):
+        with torch.no_grad():
+            z = (point @ weight.T + inputs @ input_weight.T + bias) / 2
+            factor = ((z >= 0) & (z <= 1)).to(z.dtype) / 2
+
+        def product(beta: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            return (beta * factor) @ weight.detach()
+
+        return product
+
+    solver = get_solver("broyden", max_iterations=100, tolerance=1e-12)
+    loss_of(implicit_backward(rate_map, rates, solver, transposed_jacobian=transposed_jacobian), readout,
+            targets).backward()
+    assert calls  # the solve used the written-out product
+    for leaf, want in zip(leaves, expected, strict=True):
+        torch.testing.assert_close(leaf.grad, want, rtol=1e-9, atol=1e-12)
+
+
 def test_forward_value_is_the_measured_rates_not_the_map():
     rate_map, rates, *_ = clamp_network(0)
     output = implicit_backward(rate_map, rates, get_solver("broyden", max_iterations=5, tolerance=1e-6))

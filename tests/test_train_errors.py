@@ -118,3 +118,17 @@ def test_a_run_diverging_in_its_first_epoch_says_there_is_no_checkpoint(tmp_path
 def test_resume_and_overwrite_together_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     message = _fails(capsys, "train", "--method", "ide", *TINY, "--out", tmp_path / "run", "--resume", "--overwrite")
     assert "--resume" in message and "--overwrite" in message and "pass one of them" in message
+
+
+def test_all_finite_is_exact_where_the_sum_overflows_or_bad_entries_cancel() -> None:
+    from lavaflow.pipeline.training import all_finite
+
+    big = torch.full((4,), 3e38)  # every entry finite, the float32 sum overflows: the elementwise test decides
+    assert not bool(torch.isfinite(big.sum())) and all_finite(big)
+    assert all_finite(torch.zeros(0)) and all_finite(torch.randn(5, 7))
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        tensor = torch.randn(5, 7)
+        tensor[2, 3] = bad
+        assert not all_finite(tensor)
+    cancelling = torch.tensor([float("inf"), float("-inf"), 1.0])
+    assert not all_finite(cancelling)
