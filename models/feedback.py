@@ -17,7 +17,8 @@ Equilibrium (spec §2.4): the rates a of layer N−1 satisfy a ≈ f(a), where, 
     a^0 = σ((m_F ⊙ BN(F·x̄ + b) + m_W ⊙ W·a) / D),    a^l = σ(m_l ⊙ (W_l·a^{l−1} + b_l) / D),    f(a) = a^{N−1}
 
 and x̄ is the input's λ-weighted time average (the image itself for constant-current input). This module
-simulates and evaluates f; the implicit gradient itself lives in ``pipeline.implicit``.
+simulates and evaluates f (and, for dense loops, the products Jᵀβ with its Jacobian, written out for speed); the
+implicit gradient itself lives in ``pipeline.implicit``.
 """
 
 from __future__ import annotations
