@@ -367,13 +367,18 @@ class FeedbackSNN(nn.Module):
         normaliser = rate_normaliser(inputs.shape[0], leak)
         return Simulation(tuple(trace / normaliser for trace in traces), tuple(counts))
 
+    def _loop_inputs(self, operators: LoopOperators, mean_input_current: Tensor, rates: Tensor) -> list[Tensor]:
+        """z of every layer in one pass round the loop from the last layer's ``rates``; layer l's rates are
+        σ(z_l) = clamp(z_l, 0, 1) (module docstring). f and its written-out Jacobian share this pass."""
+        subtraction = self.neuron.subtraction
+        inputs = [(mean_input_current + self.feedback_current(rates, operators)) / subtraction]
+        for index in range(1, len(self.architecture.layer_widths)):
+            inputs.append(self.layer_current(index, torch.clamp(inputs[-1], 0, 1), operators) / subtraction)
+        return inputs
+
     def rate_map(self, operators: LoopOperators, mean_input_current: Tensor, rates: Tensor) -> Tensor:
         """f(a): the last layer's rates after one pass round the loop of clamp maps (module docstring)."""
-        subtraction = self.neuron.subtraction
-        layer = torch.clamp((mean_input_current + self.feedback_current(rates, operators)) / subtraction, 0, 1)
-        for index in range(1, len(self.architecture.layer_widths)):
-            layer = torch.clamp(self.layer_current(index, layer, operators) / subtraction, 0, 1)
-        return layer
+        return torch.clamp(self._loop_inputs(operators, mean_input_current, rates)[-1], 0, 1)
 
     @torch.no_grad()
     def transposed_jacobian(self, operators: LoopOperators, mean_input_current: Tensor,
@@ -386,20 +391,13 @@ class FeedbackSNN(nn.Module):
         """
         if self.architecture.kind == "conv":
             raise ValueError("transposed_jacobian is written out for dense loops; use autograd for conv")
-        subtraction = self.neuron.subtraction
-        masks = operators.masks
+        subtraction, masks = self.neuron.subtraction, operators.masks
 
-        def factor(current: Tensor, mask_index: int) -> tuple[Tensor, Tensor]:
-            """The layer's rates σ(z) and its factor 1[0 ≤ z ≤ 1]·m/D (the mask is already in ``current``)."""
-            z = current / subtraction
-            scale = 1 / subtraction if masks is None else masks[mask_index] / subtraction
-            return torch.clamp(z, 0, 1), ((z >= 0) & (z <= 1)).to(z.dtype) * scale
+        def scale(index: int) -> Tensor | float:  # m/D; layer l's current carries mask l + 1 (the feedback's: 1)
+            return 1 / subtraction if masks is None else masks[index + 1] / subtraction
 
-        layer, first = factor(mean_input_current + self.feedback_current(rates, operators), 1)
-        factors = [first]
-        for index in range(1, len(self.architecture.layer_widths)):
-            layer, next_factor = factor(self.layer_current(index, layer, operators), index + 1)
-            factors.append(next_factor)
+        factors = [((z >= 0) & (z <= 1)).to(z.dtype) * scale(index)
+                   for index, z in enumerate(self._loop_inputs(operators, mean_input_current, rates))]
         weights = [operators.feedback_weight.detach(), *(weight.detach() for weight in self.layer_weights)]
 
         def product(beta: Tensor) -> Tensor:
