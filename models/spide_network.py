@@ -510,7 +510,7 @@ def _synapse(operator: Operator, weight: Tensor | None, dtype: np.dtype) -> nets
     size = math.prod(operator.input_shape)
     with torch.no_grad():
         basis = torch.eye(size, dtype=torch.float64).reshape(size, *operator.input_shape)
-        columns = operator.apply(basis, weight.detach().to(torch.float64), None)  # type: ignore[union-attr]
+        columns = operator.apply(basis, weight.detach().to("cpu", torch.float64), None)  # type: ignore[union-attr]
     return netspec.Dense(weight=columns.reshape(size, -1).T.numpy().astype(dtype))
 
 
@@ -536,7 +536,7 @@ def spide_netspec(network: SPIDENetwork, *, encoding: str, time_steps: int,
         bias = torch.zeros(shape, dtype=torch.float64)
         for number, edge in enumerate(network.edges):
             if edge.target == index and operators.biases[number] is not None:
-                channel = operators.biases[number].detach().to(torch.float64)
+                channel = operators.biases[number].detach().to("cpu", torch.float64)  # a CUDA run's too
                 bias = bias + channel.reshape(-1, *([1] * (len(shape) - 1)))
         populations[names[index]] = netspec.SoftResetNeurons(
             bias=_numpy(bias.reshape(-1), dtype), threshold=float(network.neuron.threshold),

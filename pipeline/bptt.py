@@ -54,6 +54,22 @@ class BPTTConfig:
                 raise ConfigError(f"model.{name} = {getattr(self, name)!r} must be {bound}")
 
 
+def slayer_kernels_for_visible_gpus() -> None:
+    """Have slayer compile its CUDA neuron kernels for the GPUs present.
+
+    lava-dl 0.6 sets ``slayer.jitconfig.TORCH_CUDA_ARCH_LIST = "8.0"`` on any GPU of compute capability 8 or more,
+    so on a Hopper GPU (9.0) the first CUDA forward fails with "no kernel image is available for execution on the
+    device". Slayer reads the setting when it compiles (at the first CUDA forward), so naming the visible GPUs'
+    own capabilities here is enough. No GPU: nothing to do.
+    """
+    if not torch.cuda.is_available():
+        return
+    from lava.lib.dl.slayer import jitconfig
+
+    capabilities = sorted({torch.cuda.get_device_capability(index) for index in range(torch.cuda.device_count())})
+    jitconfig.TORCH_CUDA_ARCH_LIST = ";".join(f"{major}.{minor}" for major, minor in capabilities)
+
+
 class SlayerNetwork(torch.nn.Module):
     """Flatten → cuba.Dense blocks → spike rate × readout_scale. Input (T, B, *shape); logits (B, classes)."""
 
@@ -61,6 +77,7 @@ class SlayerNetwork(torch.nn.Module):
         super().__init__()
         from lava.lib.dl import slayer  # imported here: it is slow and prints warnings
 
+        slayer_kernels_for_visible_gpus()
         self.config = config
         sizes = [input_size, *config.hidden, num_classes]
         blocks = []
