@@ -536,7 +536,7 @@ def spide_netspec(network: SPIDENetwork, *, encoding: str, time_steps: int,
         bias = torch.zeros(shape, dtype=torch.float64)
         for number, edge in enumerate(network.edges):
             if edge.target == index and operators.biases[number] is not None:
-                channel = operators.biases[number].detach().to("cpu", torch.float64)  # a CUDA run's too
+                channel = operators.biases[number].detach().to("cpu", torch.float64)  # whichever device trained it
                 bias = bias + channel.reshape(-1, *([1] * (len(shape) - 1)))
         populations[names[index]] = netspec.SoftResetNeurons(
             bias=_numpy(bias.reshape(-1), dtype), threshold=float(network.neuron.threshold),
