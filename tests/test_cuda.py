@@ -7,18 +7,17 @@ sees a GPU: CI has none and skips it; run `pytest tests/test_cuda.py` on a GPU m
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
+from lavaflow.models.netspec import NetSpec
 from lavaflow.pipeline.bptt import slayer_kernels_for_visible_gpus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the suite imports test files by path (importlib mode)
+from spec_helpers import assert_specs_close
 from train_helpers import lavaflow
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -48,39 +47,13 @@ def _train(tmp_path: Path, name: str, device: str) -> Path:
     return out / "netspec.npz"
 
 
-def _assert_close(a: object, b: object, where: str) -> None:
-    """JSON values (the NetSpec header: shapes, names, thresholds) equal, floats within the tolerance."""
-    if isinstance(a, float) or isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=RELATIVE_TOLERANCE, abs_tol=1e-12), f"{where}: {a} vs {b}"
-    elif isinstance(a, dict) and isinstance(b, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            _assert_close(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list) and isinstance(b, list):
-        assert len(a) == len(b), where
-        for index, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_close(x, y, f"{where}[{index}]")
-    else:
-        assert a == b, f"{where}: {a!r} vs {b!r}"
-
-
 @needs_cuda
 @pytest.mark.parametrize("name", list(RUNS))
 def test_cuda_trains_and_exports_what_the_cpu_does(tmp_path: Path, name: str) -> None:
-    with np.load(_train(tmp_path, name, "cpu")) as cpu, np.load(_train(tmp_path, name, "cuda")) as cuda:
-        assert sorted(cpu.files) == sorted(cuda.files)
-        for key in cpu.files:
-            a, b = cpu[key], cuda[key]
-            if key == "__header__":  # JSON text: thresholds from data (STDB's balancing) may round differently
-                _assert_close(json.loads(a.tobytes()), json.loads(b.tobytes()), f"{name} header")
-                continue
-            assert a.shape == b.shape, key
-            if a.dtype.kind == "f" and a.size:
-                scale = max(float(np.abs(a).max()), 1e-12)
-                difference = float(np.abs(a - b).max())
-                assert difference <= RELATIVE_TOLERANCE * scale, f"{name} {key}: {difference:.3g} of {scale:.3g}"
-            else:
-                np.testing.assert_array_equal(a, b, err_msg=f"{name} {key}")
+    cpu, cuda = (NetSpec.load(_train(tmp_path, name, device)) for device in ("cpu", "cuda"))
+    # thresholds from data (STDB's balancing) round differently too: reals within the tolerance, the rest equal
+    assert_specs_close(cpu, cuda, rel=RELATIVE_TOLERANCE, abs=1e-12, per_array_scale=True, where=name)
+
 
 def test_slayer_compiles_for_the_visible_gpus_not_for_lava_dls_fixed_8_0(monkeypatch: pytest.MonkeyPatch) -> None:
     """lava-dl sets "8.0" on every GPU of capability ≥ 8; a Hopper (9.0) then has no kernel image to run."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import sys
+from pathlib import Path
 
 import nir
 import numpy as np
@@ -32,6 +34,9 @@ from lavaflow.models.netspec import INPUT, Connection, Dense, Input, NetSpec, Re
 from lavaflow.models.reference import simulate
 from lavaflow.pipeline.lava.run import run_lava
 from lavaflow.pipeline.lava.session import run_and_read
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the suite imports test files by path (importlib mode)
+from spec_helpers import assert_specs_close
 
 LAVA_TIMEOUT = pytest.mark.timeout(600)  # catches hangs only
 DT = 1e-3
@@ -477,29 +482,7 @@ def test_conv1d_reads_as_a_conv_over_one_row() -> None:
 # ------------------------------------------------------------------------------------------ round trips
 def _assert_same_spec(a: NetSpec, b: NetSpec) -> None:
     """Same structure; arrays and reals equal to float precision (dt/τ is rounded on the way)."""
-
-    def same(x: object, y: object, where: str) -> None:
-        assert type(x) is type(y), f"{where}: {type(x).__name__} != {type(y).__name__}"
-        if dataclasses.is_dataclass(x):
-            for f in dataclasses.fields(x):
-                same(getattr(x, f.name), getattr(y, f.name), f"{where}.{f.name}")
-        elif isinstance(x, np.ndarray):
-            assert x.shape == y.shape and x.dtype.kind == y.dtype.kind, where
-            np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-15, err_msg=where)
-        elif isinstance(x, float):
-            assert y == pytest.approx(x, rel=1e-12, abs=1e-15), where
-        elif isinstance(x, dict):
-            assert list(x) == list(y), where
-            for key in x:
-                same(x[key], y[key], f"{where}.{key}")
-        elif isinstance(x, tuple):
-            assert len(x) == len(y), where
-            for i, (u, v) in enumerate(zip(x, y, strict=True)):
-                same(u, v, f"{where}[{i}]")
-        else:
-            assert x == y, f"{where}: {x!r} != {y!r}"
-
-    same(a, b, "spec")
+    assert_specs_close(a, b, rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize("build", [_feedforward, _recurrent, _conv_net, lambda: (_single_lif("subtract"), {})],
